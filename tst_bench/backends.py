@@ -1,0 +1,99 @@
+"""Backend registry: names on the command line -> predictor and trainer objects.
+
+Adding an engine means one builder function and one entry in PREDICTORS or TRAINERS. Options
+given as `--predictor-option KEY=VALUE` / `--trainer-option KEY=VALUE` override the fields of the
+backend's config dataclass and are checked against them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import RunConfig
+from .errors import InputError
+from .models import ModelSource
+from .models.resident import ResidentModel
+from .predictors.base import LLMPredictorInterface
+from .predictors.trainable import TrainableLLMPredictor, TrainableLLMPredictorConfig
+from .trainers.base import LLMTrainerInterface
+
+
+@dataclass
+class BackendContext:
+    """What builders need; in-process backends share one resident base model through it."""
+
+    config: RunConfig
+    source: ModelSource
+    _resident: ResidentModel | None = field(default=None, repr=False)
+
+    def resident(self) -> ResidentModel:
+        if self._resident is None:
+            self._resident = ResidentModel(
+                self.source,
+                device=self.config.device,
+                dtype=self.config.dtype,
+                trust_remote_code=self.config.trust_remote_code,
+            )
+        return self._resident
+
+
+def configure(config_type: type, options: dict[str, Any], **defaults: Any):
+    """Build a config dataclass from defaults plus user options, rejecting unknown option names."""
+    known = {f.name for f in dataclasses.fields(config_type)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(f"unknown option(s) {unknown} for {config_type.__name__}; known: {sorted(known)}")
+    values = {**defaults, **options}
+    if hasattr(config_type, "for_recipe"):
+        recipe = values.pop("recipe")
+        return config_type.for_recipe(recipe, **values)
+    values.pop("recipe", None)
+    return config_type(**values)
+
+
+def _common(ctx: BackendContext) -> dict[str, Any]:
+    return {
+        "model_name": ctx.source.spec,
+        "dtype": ctx.config.dtype,
+        "device": ctx.config.device,
+        "trust_remote_code": ctx.config.trust_remote_code,
+        "recipe": ctx.source.recipe,
+    }
+
+
+def _hf_predictor(ctx: BackendContext) -> LLMPredictorInterface:
+    from .predictors.hf import HFPredictor, HFPredictorConfig
+
+    config = configure(HFPredictorConfig, ctx.config.predictor_options, **_common(ctx))
+    return HFPredictor(config, resident=ctx.resident())
+
+
+def _peft_trainer(ctx: BackendContext) -> LLMTrainerInterface:
+    from .trainers.peft import PeftTrainer, PeftTrainerConfig
+
+    config = configure(PeftTrainerConfig, ctx.config.trainer_options, **_common(ctx))
+    return PeftTrainer(config, resident=ctx.resident())
+
+
+PREDICTORS: dict[str, Callable[[BackendContext], LLMPredictorInterface]] = {"hf": _hf_predictor}
+TRAINERS: dict[str, Callable[[BackendContext], LLMTrainerInterface]] = {"peft": _peft_trainer}
+
+
+def check_backend_names(config: RunConfig) -> None:
+    if config.backend not in PREDICTORS:
+        raise InputError(f"unknown backend {config.backend!r}; choose one of {sorted(PREDICTORS)}")
+    if config.trainer not in TRAINERS:
+        raise InputError(f"unknown trainer {config.trainer!r}; choose one of {sorted(TRAINERS)}")
+
+
+def build_trainable(config: RunConfig, source: ModelSource) -> TrainableLLMPredictor:
+    check_backend_names(config)
+    ctx = BackendContext(config, source)
+    predictor = PREDICTORS[config.backend](ctx)
+    trainer = TRAINERS[config.trainer](ctx)
+    return TrainableLLMPredictor(
+        predictor, trainer, TrainableLLMPredictorConfig(save_adapters=config.save_adapters)
+    )

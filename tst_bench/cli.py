@@ -1,0 +1,218 @@
+"""`tst-bench`: run a TsT from the command line, or write a synthetic benchmark.
+
+Exit codes: 0 success, 1 the run failed while working (completed folds stay on disk; rerun the
+same command to resume), 2 bad input (nothing written), 130 interrupted (as 1, resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InputError, TsTError
+
+logger = logging.getLogger("tst_bench")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose - args.quiet)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except InputError as error:
+        logger.error("%s", error)
+        return error.exit_code
+    except TsTError as error:
+        logger.error("%s", error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        logger.error("interrupted; finished folds are saved, rerun the same command to resume")
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tst-bench",
+        description="Test-set Stress-Test: how much of a benchmark a blind model learns from text.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_run_command(commands)
+    add_synth_command(commands)
+    return parser
+
+
+def configure_logging(level_shift: int) -> None:
+    level = logging.INFO - 10 * level_shift
+    logging.basicConfig(
+        level=max(logging.DEBUG, min(logging.CRITICAL, level)),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("transformers", "peft", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
+
+
+# --- run ---------------------------------------------------------------------------------
+
+
+def add_run_command(commands) -> None:
+    run = commands.add_parser("run", help="run a k-fold TsT and write result.json + samples.jsonl")
+    run.add_argument("--dataset", required=True, help="file (.jsonl/.json/.csv/.parquet) or synthetic:KIND")
+    run.add_argument("--model", default="tiny", help="tiny, smollm2-135m, a model directory or hub id")
+    run.add_argument("--backend", default="hf", help="inference backend (default: hf)")
+    run.add_argument("--trainer", default="peft", help="LoRA trainer (default: peft)")
+    run.add_argument("--folds", type=int, default=5)
+    run.add_argument("--repeats", type=int, default=1)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--limit", type=int, help="use only the first N rows")
+    run.add_argument("--out", type=Path, required=True, help="run directory (resumable)")
+    run.add_argument("--overwrite", action="store_true", help="discard a different run in --out")
+    run.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot baseline")
+    run.add_argument("--save-adapters", action="store_true", help="keep each fold's adapter")
+    run.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    run.add_argument("--executor", default="sequential")
+    run.add_argument("--workers", type=int, default=1)
+    run.add_argument("--group-by", action="append", metavar="COLUMN", help="group column(s) to report")
+    run.add_argument("--predictor-option", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--trainer-option", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(handler=run_command)
+
+
+def parse_options(pairs: Sequence[str], flag: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; values are YAML scalars/lists (safe_load), so 5, 1e-3, true, [a, b] work."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as error:
+            raise InputError(f"{flag} {key}: cannot parse {value!r}: {error}") from None
+    return options
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from .config import RunConfig
+    from .datasets.rows import DEFAULT_GROUP_COLUMNS
+    from .engine import run_tst
+
+    config = RunConfig(
+        dataset=args.dataset,
+        model=args.model,
+        backend=args.backend,
+        trainer=args.trainer,
+        folds=args.folds,
+        repeats=args.repeats,
+        seed=args.seed,
+        limit=args.limit,
+        out=args.out,
+        zero_shot=not args.no_zero_shot,
+        save_adapters=args.save_adapters,
+        trust_remote_code=args.trust_remote_code,
+        device=args.device,
+        dtype=args.dtype,
+        executor=args.executor,
+        workers=args.workers,
+        predictor_options=parse_options(args.predictor_option, "--predictor-option"),
+        trainer_options=parse_options(args.trainer_option, "--trainer-option"),
+        group_columns=tuple(args.group_by) if args.group_by else DEFAULT_GROUP_COLUMNS,
+    )
+    run = run_tst(config, overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty())
+    print_summary(run.result)
+    print(f"results: {run.store.result_path}  samples: {run.store.samples_path}")
+    return 0
+
+
+def print_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"TsT {result.dataset} | {result.model} | {result.backend}/{result.trainer}")
+    table.add_column("")
+    table.add_column(result.metric, justify="right")
+    low, high = result.ci95
+    table.add_row("TsT", f"{result.score:.3f} ± {result.score_std:.3f}  (95% CI {low:.3f}-{high:.3f})")
+    baselines = result.baselines
+    zero_shot = "skipped" if baselines.zero_shot is None else f"{baselines.zero_shot:.3f}"
+    table.add_row("zero-shot", zero_shot)
+    table.add_row("majority", f"{baselines.majority:.3f}")
+    table.add_row("chance", f"{baselines.chance:.3f}")
+    for fold in result.folds:
+        table.add_row(
+            f"repeat {fold.repeat} fold {fold.fold}",
+            f"{fold.score:.3f}  ({fold.n_test} held out, {fold.timings.total_s:.1f}s)",
+        )
+    table.caption = f"{result.n_samples} samples, wall {result.wall_s:.1f}s"
+    Console().print(table)
+
+
+# --- synth -------------------------------------------------------------------------------
+
+
+def add_synth_command(commands) -> None:
+    synth = commands.add_parser("synth", help="write the synthetic benchmark as JSONL")
+    synth.add_argument("--kind", choices=["shortcut", "control", "numeric"], default="shortcut")
+    synth.add_argument("--rows", type=int, default=600)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--strength", type=float, default=0.9, help="P(answer = cue's answer | cue)")
+    synth.add_argument("--fraction", type=float, default=0.4, help="share of questions with a cue")
+    synth.add_argument("--options", type=int, default=4, help="options per question")
+    synth.add_argument("--out", type=Path, required=True, help="output .jsonl file")
+    synth.set_defaults(handler=synth_command)
+
+
+def synth_command(args: argparse.Namespace) -> int:
+    import json
+
+    from .datasets.synthetic import SyntheticSpec, generate
+    from .jsonl import atomic_write
+
+    spec = SyntheticSpec(
+        kind=args.kind,
+        rows=args.rows,
+        seed=args.seed,
+        strength=args.strength,
+        shortcut_fraction=args.fraction,
+        n_options=args.options,
+    )
+    records = generate(spec)
+    with atomic_write(args.out) as handle:
+        for record in records:
+            row = {
+                "id": record.id,
+                "question": record.question,
+                "options": record.options,
+                "answer": record.answer,
+                "format": record.format,
+                **record.groups,
+                **record.metadata,
+            }
+            handle.write(json.dumps(row) + "\n")
+    ceiling = spec.expected_ceiling()
+    logger.info(
+        "wrote %d %s rows to %s%s",
+        len(records),
+        spec.kind,
+        args.out,
+        f" (expected shortcut ceiling {ceiling:.3f})" if ceiling is not None else "",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""RunConfig: everything that defines one TsT run, shared by the CLI, the plugin and workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .datasets.rows import DEFAULT_GROUP_COLUMNS
+
+RESULT_FORMAT_VERSION = 1
+
+
+@dataclass
+class RunConfig:
+    dataset: str
+    model: str = "tiny"
+    backend: str = "hf"
+    trainer: str = "peft"
+    folds: int = 5
+    repeats: int = 1
+    seed: int = 0
+    limit: int | None = None
+    out: Path | None = None
+    zero_shot: bool = True
+    save_adapters: bool = False
+    trust_remote_code: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    executor: str = "sequential"
+    workers: int = 1
+    predictor_options: dict[str, Any] = field(default_factory=dict)
+    trainer_options: dict[str, Any] = field(default_factory=dict)
+    group_columns: tuple[str, ...] = DEFAULT_GROUP_COLUMNS
+
+    #: Fields that cannot change a run's numbers; a run may resume with different values.
+    NON_RESULT_FIELDS = ("out", "executor", "workers", "save_adapters")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["out"] = str(self.out) if self.out else None
+        data["group_columns"] = list(self.group_columns)
+        return data
+
+    def fingerprint(self, dataset_fingerprint: str) -> str:
+        """Identifies the run's results: same fingerprint, same numbers (so resuming is safe)."""
+        data = {k: v for k, v in self.to_dict().items() if k not in self.NON_RESULT_FIELDS}
+        data["dataset_content"] = dataset_fingerprint
+        data["format_version"] = RESULT_FORMAT_VERSION
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,30 @@
+"""How folds get run: one after another here, or spread over workers (see executors.ray)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+from ..folds import FoldSpec
+from ..schemas import FoldResult, LLMPredictionResult
+
+FoldCallback = Callable[[FoldResult], None]
+
+
+class FoldExecutor(ABC):
+    @abstractmethod
+    def zero_shot(self) -> list[LLMPredictionResult]:
+        """Predictions of the base model (no adapter) for every record."""
+
+    @abstractmethod
+    def run(self, pending: Sequence[FoldSpec], on_result: FoldCallback) -> None:
+        """Run every pending fold, handing each FoldResult to `on_result` as soon as it exists."""
+
+    def close(self) -> None:
+        """Release models, workers and device memory."""
+
+    def __enter__(self) -> FoldExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,33 @@
+"""Attach and detach PEFT adapters on a resident base model without ever changing the base.
+
+`PeftModel.unload()` keeps the *trained* copies of `modules_to_save` layers (e.g. lm_head) in the
+returned model, which would leak one fold's training into the next. `detach_adapter` puts the
+original modules back first, so the base is bit-for-bit what it was before the fold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def attach_adapter(base_model, path: Path, adapter_name: str = "tst"):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter_name, is_trainable=False)
+
+
+def detach_adapter(peft_model):
+    """Return the base model with every adapter layer removed and original modules restored."""
+    from peft.utils.other import ModulesToSaveWrapper
+
+    inner = peft_model.base_model.model
+    for name, module in list(inner.named_modules()):
+        if isinstance(module, ModulesToSaveWrapper):
+            parent_name, _, child_name = name.rpartition(".")
+            parent = inner.get_submodule(parent_name) if parent_name else inner
+            setattr(parent, child_name, module.original_module)
+    return peft_model.unload()
+
+
+def adapter_size_bytes(path: Path) -> int:
+    return sum(file.stat().st_size for file in Path(path).rglob("*") if file.is_file())

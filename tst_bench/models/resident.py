@@ -1,0 +1,104 @@
+"""A base model loaded once in this process and shared by the in-process predictor and trainer.
+
+Keeping the base resident across folds is what makes the in-process path cheap: each fold only
+adds and removes a small adapter. `release()` drops it and returns the memory (CUDA caches
+included); the next `model` access loads it again.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Any
+
+from . import ModelSource
+
+logger = logging.getLogger(__name__)
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+
+
+def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+class ResidentModel:
+    """Lazily loaded base model + tokenizer on one device."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+    ):
+        self.source = source
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.trust_remote_code = trust_remote_code
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.source, self.trust_remote_code)
+        return self._tokenizer
+
+    @property
+    def model(self):
+        if self._model is None:
+            from transformers import AutoModelForCausalLM
+
+            logger.info("loading %s on %s (%s)", self.source.spec, self.device, self.dtype)
+            model = AutoModelForCausalLM.from_pretrained(
+                self.source.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
+            )
+            self._model = model.to(self.device).eval()
+        return self._model
+
+    @model.setter
+    def model(self, value) -> None:
+        self._model = value
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def release(self) -> None:
+        """Drop the model and give its memory back (GPU caches too)."""
+        self._model = None
+        free_memory()
+
+
+def free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()

@@ -1,0 +1,118 @@
+"""From fold results to the TsTResult and per-sample SampleResults a run reports."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+
+from .config import RunConfig
+from .metrics import mean_std_ci95, metric_name, score_answer
+from .schemas import (
+    Baselines,
+    FoldResult,
+    FoldSummary,
+    LLMPredictionResult,
+    QARecord,
+    SampleResult,
+    TsTResult,
+)
+
+CHANCE_SAMPLE = 200
+
+
+def chance_score(records: Sequence[QARecord], seed: int = 0) -> float:
+    """Expected score of guessing: 1/#options for mc; for num/oe, another sample's answer."""
+    rng = random.Random(seed)
+    answers: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        answers[record.format].append(record.answer)
+    scores = []
+    for record in records:
+        if record.format == "mc":
+            scores.append(1.0 / len(record.options))
+            continue
+        pool = answers[record.format]
+        guesses = pool if len(pool) <= CHANCE_SAMPLE else rng.sample(pool, CHANCE_SAMPLE)
+        scores.append(statistics.fmean(score_answer(record.format, record.answer, g) for g in guesses))
+    return statistics.fmean(scores)
+
+
+def zero_shot_score(records: Sequence[QARecord], predictions: Sequence[LLMPredictionResult]) -> float:
+    by_id = {p.instance_id: p for p in predictions}
+    return statistics.fmean(score_answer(r.format, r.answer, by_id[r.id].prediction) for r in records)
+
+
+def summarize(
+    config: RunConfig,
+    dataset_name: str,
+    records: Sequence[QARecord],
+    folds: Sequence[FoldResult],
+    zero_shot: Sequence[LLMPredictionResult] | None,
+    wall_s: float,
+) -> tuple[TsTResult, list[SampleResult]]:
+    score, std, ci95 = mean_std_ci95([fold.score for fold in folds])
+    samples = sample_results(records, folds)
+    result = TsTResult(
+        metric=metric_name({record.format for record in records}),
+        score=score,
+        score_std=std,
+        ci95=ci95,
+        baselines=Baselines(
+            zero_shot=zero_shot_score(records, zero_shot) if zero_shot else None,
+            majority=statistics.fmean(fold.majority_score for fold in folds),
+            chance=chance_score(records, config.seed),
+        ),
+        by_group=scores_by_group(samples),
+        n_samples=len(records),
+        n_folds=config.folds,
+        n_repeats=config.repeats,
+        dataset=dataset_name,
+        model=config.model,
+        backend=config.backend,
+        trainer=config.trainer,
+        seed=config.seed,
+        wall_s=wall_s,
+        folds=[FoldSummary(**fold.model_dump(exclude={"samples", "majority_answer"})) for fold in folds],
+        config=config.to_dict(),
+    )
+    return result, samples
+
+
+def sample_results(records: Sequence[QARecord], folds: Sequence[FoldResult]) -> list[SampleResult]:
+    """One line per sample: first repeat's fold and prediction, score and s(x) averaged over repeats."""
+    by_id = defaultdict(list)
+    for fold in folds:
+        for sample in fold.samples:
+            by_id[sample.id].append(sample)
+    results = []
+    for record in records:
+        predictions = sorted(by_id[record.id], key=lambda sample: sample.repeat)
+        first = predictions[0]
+        bias = [p.bias_score for p in predictions if p.bias_score is not None]
+        results.append(
+            SampleResult(
+                id=record.id,
+                fold=first.fold,
+                target=record.answer,
+                prediction=first.prediction,
+                correct=first.correct,
+                score=statistics.fmean(p.score for p in predictions),
+                bias_score=statistics.fmean(bias) if bias else None,
+                groups=record.groups,
+                repeats=len(predictions),
+            )
+        )
+    return results
+
+
+def scores_by_group(samples: Sequence[SampleResult]) -> dict[str, dict[str, float]]:
+    grouped: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for sample in samples:
+        for column, value in sample.groups.items():
+            grouped[column][value].append(sample.score)
+    return {
+        column: {value: statistics.fmean(scores) for value, scores in sorted(values.items())}
+        for column, values in grouped.items()
+    }

@@ -1,0 +1,248 @@
+"""Typed records that cross process, worker and disk boundaries.
+
+The first four names (TrainingDatum, TestInstance, LLMPredictionResult, LoRAAdapterInfo) keep the
+fields of the original TsT design; the rest carry what a TsT run needs on top of it: option
+probabilities and the bias score s(x), per-fold results with timings and memory, and the final
+TsTResult that `result.json` holds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+AnswerFormat = Literal["mc", "num", "oe"]
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def option_letters(n_options: int) -> list[str]:
+    return list(OPTION_LETTERS[:n_options])
+
+
+def parse_number(text: str) -> float | None:
+    """A finite float from `text`, or None; thousands separators are allowed."""
+    try:
+        value = float(str(text).strip().replace(",", ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+class QARecord(BaseModel):
+    """One benchmark question reduced to what a blind model may see: text, options, answer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1)
+    question: str
+    options: list[str] = Field(default_factory=list)
+    answer: str
+    format: AnswerFormat
+    groups: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("question")
+    @classmethod
+    def _question_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("question is empty")
+        return value.strip()
+
+    @field_validator("options")
+    @classmethod
+    def _options_not_blank(cls, value: list[str]) -> list[str]:
+        if any(not option.strip() for option in value):
+            raise ValueError("an option is empty")
+        if len(value) > len(OPTION_LETTERS):
+            raise ValueError(f"at most {len(OPTION_LETTERS)} options are supported")
+        return [option.strip() for option in value]
+
+    @model_validator(mode="after")
+    def _answer_fits_format(self) -> QARecord:
+        if self.format == "mc":
+            if len(self.options) < 2:
+                raise ValueError("a multiple-choice question needs at least 2 options")
+            if self.answer not in self.letters:
+                raise ValueError(f"answer {self.answer!r} is not one of the option letters {self.letters}")
+        elif self.format == "num" and parse_number(self.answer) is None:
+            raise ValueError(f"answer {self.answer!r} is not a number")
+        elif self.format == "oe" and not self.answer.strip():
+            raise ValueError("answer is empty")
+        return self
+
+    @property
+    def letters(self) -> list[str]:
+        return option_letters(len(self.options))
+
+
+class TrainingDatum(BaseModel):
+    """One fine-tuning example: the blind prompt and the answer the model should give."""
+
+    instruction: str
+    response: str
+    metadata: dict[str, Any] | None = None
+
+
+class TestInstance(BaseModel):
+    """One held-out question to predict; `choices` are the answer labels for multiple choice."""
+
+    __test__ = False  # not a pytest test class
+
+    instance_id: str
+    instruction: str
+    ground_truth: str
+    format: AnswerFormat = "mc"
+    choices: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class LLMPredictionResult(BaseModel):
+    """A prediction for one TestInstance.
+
+    For multiple choice, `option_logprobs` are full-vocabulary log-probabilities of each option
+    label at the answer position and `option_probs` the same renormalised over the labels;
+    `bias_score` is s(x): the probability of the true label (for numbers, the relative accuracy
+    of the generated answer; for open-ended answers, exact match).
+    """
+
+    instance_id: str
+    prediction: str
+    confidence: float | None = None
+    option_probs: dict[str, float] | None = None
+    option_logprobs: dict[str, float] | None = None
+    bias_score: float | None = None
+    raw_output: str | None = None
+
+
+class LoRAAdapterInfo(BaseModel):
+    """A trained LoRA adapter on disk."""
+
+    fold_id: int = -1
+    adapter_path: Path
+    training_size: int
+    model_name: str
+    training_config: dict[str, Any] = Field(default_factory=dict)
+    size_bytes: int = 0
+    train_seconds: float | None = None
+
+
+class DeviceMemory(BaseModel):
+    """Memory of one device at one moment, in MiB; `process_mib` is this process's share."""
+
+    device: str
+    used_mib: float
+    total_mib: float | None = None
+    process_mib: float | None = None
+
+
+class FoldMemory(BaseModel):
+    """Memory around one fold: before it, its peak, and after its clean-up."""
+
+    source: Literal["nvml", "rss"]
+    before: list[DeviceMemory]
+    peak: list[DeviceMemory]
+    after_cleanup: list[DeviceMemory]
+
+
+class FoldTimings(BaseModel):
+    """Wall seconds of one fold, split by phase; `other` is what the phases do not cover."""
+
+    train_s: float = 0.0
+    load_s: float = 0.0
+    score_s: float = 0.0
+    total_s: float = 0.0
+
+    @property
+    def other_s(self) -> float:
+        return max(0.0, self.total_s - self.train_s - self.load_s - self.score_s)
+
+
+class SamplePrediction(BaseModel):
+    """The held-out prediction for one sample in one repeat."""
+
+    id: str
+    repeat: int
+    fold: int
+    target: str
+    prediction: str
+    correct: bool
+    score: float
+    bias_score: float | None = None
+    option_probs: dict[str, float] | None = None
+
+
+class FoldResult(BaseModel):
+    """Everything one fold produced; persisted as soon as the fold finishes."""
+
+    repeat: int
+    fold: int
+    score: float
+    majority_answer: dict[str, str]
+    majority_score: float
+    n_train: int
+    n_test: int
+    timings: FoldTimings
+    adapter_size_bytes: int = 0
+    memory: FoldMemory | None = None
+    worker: str | None = None
+    samples: list[SamplePrediction]
+
+
+class FoldSummary(BaseModel):
+    """A FoldResult without its samples, as listed in result.json."""
+
+    repeat: int
+    fold: int
+    score: float
+    majority_score: float
+    n_train: int
+    n_test: int
+    timings: FoldTimings
+    adapter_size_bytes: int = 0
+    memory: FoldMemory | None = None
+    worker: str | None = None
+
+
+class Baselines(BaseModel):
+    zero_shot: float | None
+    majority: float
+    chance: float
+
+
+class SampleResult(BaseModel):
+    """One line of samples.jsonl: a sample's held-out outcome, averaged over repeats."""
+
+    id: str
+    fold: int
+    target: str
+    prediction: str
+    correct: bool
+    score: float
+    bias_score: float | None
+    groups: dict[str, str] = Field(default_factory=dict)
+    repeats: int = 1
+
+
+class TsTResult(BaseModel):
+    """The content of result.json."""
+
+    metric: Literal["accuracy", "mra", "exact_match", "mixed"]
+    score: float
+    score_std: float
+    ci95: tuple[float, float]
+    baselines: Baselines
+    by_group: dict[str, dict[str, float]] = Field(default_factory=dict)
+    n_samples: int
+    n_folds: int
+    n_repeats: int
+    dataset: str
+    model: str
+    backend: str
+    trainer: str
+    seed: int
+    wall_s: float
+    folds: list[FoldSummary]
+    config: dict[str, Any] = Field(default_factory=dict)
