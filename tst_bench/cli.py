@@ -36,6 +36,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted; finished folds are saved, rerun the same command to resume")
         return 130
+    except Exception as error:  # a crash inside an engine: say what broke, keep the exit code honest
+        logger.error(
+            "failed: %s: %s (finished folds are saved; rerun the same command to resume; -v shows"
+            " the traceback)",
+            type(error).__name__,
+            error,
+            exc_info=args.verbose > 0,
+        )
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:

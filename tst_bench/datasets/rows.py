@@ -50,7 +50,7 @@ def row_to_record(
             )
         fields["id"] = _row_id(row, row_number)
         fields["groups"] = _groups(row, group_columns)
-        fields["metadata"] = _metadata(row)
+        fields["metadata"] = _metadata(row, skip=set(group_columns))
         return QARecord(**fields)
     except RowError as error:
         raise row_error(source, row_number, error.field, error.message) from None
@@ -164,8 +164,11 @@ def _as_int(value: Any, field: str) -> int:
     return int(number)
 
 
+_ID_KEYS = ("id", "question_id", "qid", "uid", "idx")
+
+
 def _row_id(row: Mapping, row_number: int) -> str:
-    for key in ("id", "question_id", "qid", "uid"):
+    for key in _ID_KEYS:
         if row.get(key) not in (None, ""):
             return str(row[key])
     extras = row.get("extras")
@@ -194,14 +197,17 @@ _STRUCTURAL_KEYS = {
 }  # fmt: skip
 
 
-def _metadata(row: Mapping) -> dict[str, Any]:
+def _metadata(row: Mapping, skip: set[str]) -> dict[str, Any]:
     """Scalar fields we do not interpret (e.g. a synthetic row's `shortcut` flag), kept as-is."""
     sources = [row, row["extras"]] if isinstance(row.get("extras"), Mapping) else [row]
     return {
         key: value
         for source in sources
         for key, value in source.items()
-        if key not in _STRUCTURAL_KEYS and isinstance(value, str | int | float | bool | None)
+        if key not in _STRUCTURAL_KEYS
+        and key not in _ID_KEYS
+        and key not in skip
+        and isinstance(value, str | int | float | bool | None)
     }
 
 

@@ -35,7 +35,7 @@ class PeftTrainerConfig:
     modules_to_save: list[str] | None = None
     learning_rate: float = 2e-4
     num_epochs: int = 3
-    batch_size: int = 8
+    batch_size: int = 16
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
@@ -144,7 +144,6 @@ class PeftTrainer(LLMTrainerInterface):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
         shuffler = random.Random(seed)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
         pad_id = self.resident.tokenizer.pad_token_id
         model.train()
         loss_value = float("nan")
@@ -154,8 +153,7 @@ class PeftTrainer(LLMTrainerInterface):
             for start in range(0, len(order), config.batch_size):
                 batch = [examples[i] for i in order[start : start + config.batch_size]]
                 input_ids, labels, mask = _collate(batch, pad_id, device)
-                with autocast:
-                    loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels, use_cache=False).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
