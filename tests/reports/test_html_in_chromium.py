@@ -61,15 +61,27 @@ def full_report(recorded, tmp_path_factory):
     return write_report([recorded.run_dir, measured], root / "reports")
 
 
-def test_every_plot_renders_in_headless_chromium(full_report, tmp_path):
-    assert len(full_report.figures) == 7  # overview + run (folds, bias) + JSON (folds, bias, speedup, memory)
+def image_states(html: str, tmp_path: Path) -> list[str]:
+    """'ok' or 'broken' for every <img> of `html`, as headless Chromium loaded them."""
     page = tmp_path / "checked.html"
-    page.write_text(full_report.html.read_text().replace("</body>", IMAGE_CHECK + "</body>"))
+    page.write_text(html.replace("</body>", IMAGE_CHECK + "</body>"))
     completed = chromium(tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
     assert completed.returncode == 0, completed.stderr[-2000:]
     states = re.search(r'data-images="([^"]*)"', completed.stdout)
     assert states is not None, completed.stdout[-2000:]
-    assert states.group(1).split(",") == ["ok"] * len(full_report.figures)
+    return states.group(1).split(",")
+
+
+def test_every_plot_renders_in_headless_chromium(full_report, tmp_path):
+    assert len(full_report.figures) == 7  # overview + run (folds, bias) + JSON (folds, bias, speedup, memory)
+    assert image_states(full_report.html.read_text(), tmp_path) == ["ok"] * 7
+
+
+def test_the_check_sees_a_broken_plot(full_report, tmp_path):
+    html = full_report.html.read_text()
+    start = html.index("data:image/png;base64,") + len("data:image/png;base64,")
+    broken = html[:start] + "AAAA" + html[start + 4 :]
+    assert image_states(broken, tmp_path) == ["broken"] + ["ok"] * 6
 
 
 def test_screenshot_shows_the_report(full_report, tmp_path):
