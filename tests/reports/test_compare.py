@@ -1,0 +1,131 @@
+"""`tst-bench compare`: deltas, the three regression rules both ways, and exit codes 0 / 1 / 2."""
+
+import json
+
+import pytest
+
+from tst_bench.reports import Thresholds, compare_inputs
+from tst_bench.reports.checks import DEFAULT_THRESHOLDS
+
+from ..helpers import run_cli
+from .conftest import copy_run, speedup_series, with_measurements
+
+
+def with_score(recorded, target, score):
+    return copy_run(recorded.run_dir, target, recorded.result.model_copy(update={"score": score}))
+
+
+def kinds(comparison):
+    return [finding.kind for finding in comparison.regressions]
+
+
+def test_identical_runs_have_zero_deltas_and_no_regression(recorded):
+    comparison = compare_inputs([recorded.run_dir, recorded.benchmark_json])
+    assert comparison.regressions == []
+    (benchmark,) = comparison.benchmarks
+    assert benchmark.names == ["run", "test_tst_shortcut"]
+    score = next(row for row in benchmark.rows if row.metric == "score")
+    assert score.values == [recorded.result.score, recorded.result.score]
+
+
+def test_score_drop_beyond_the_ci_is_a_regression_and_within_it_is_not(recorded, tmp_path):
+    low = recorded.result.ci95[0]
+    within = with_score(recorded, tmp_path / "within", low)
+    beyond = with_score(recorded, tmp_path / "beyond", low - 0.01)
+    assert compare_inputs([recorded.run_dir, within]).regressions == []
+    comparison = compare_inputs([recorded.run_dir, beyond])
+    assert kinds(comparison) == ["score"]
+    assert f"below the baseline's 95% CI lower bound {low:.3f}" in comparison.regressions[0].message
+    tolerant = Thresholds(score_tolerance=0.02)
+    assert compare_inputs([recorded.run_dir, beyond], tolerant).regressions == []
+
+
+def test_a_score_rise_is_not_a_regression(recorded, tmp_path):
+    higher = with_score(recorded, tmp_path / "higher", min(1.0, recorded.result.ci95[1] + 0.1))
+    assert compare_inputs([recorded.run_dir, higher]).regressions == []
+
+
+def test_memory_not_released_is_a_regression_beyond_the_tolerance(recorded, tmp_path):
+    tolerance = DEFAULT_THRESHOLDS.memory_tolerance_mib
+    kept = with_measurements(recorded, tmp_path / "kept.json", retained_mib=tolerance + 1)
+    released = with_measurements(recorded, tmp_path / "released.json", retained_mib=tolerance)
+    assert compare_inputs([recorded.benchmark_json, released]).regressions == []
+    comparison = compare_inputs([recorded.benchmark_json, kept])
+    assert kinds(comparison) == ["memory"]
+    assert "fold r0 f2 on cuda:0 (nvml)" in comparison.regressions[0].message
+    looser = Thresholds(memory_tolerance_mib=tolerance + 10)
+    assert compare_inputs([recorded.benchmark_json, kept], looser).regressions == []
+
+
+def test_rss_memory_is_checked_only_on_request(recorded, tmp_path):
+    kept = with_measurements(recorded, tmp_path / "rss.json", source="rss", retained_mib=2000)
+    assert compare_inputs([recorded.benchmark_json, kept]).regressions == []
+    assert kinds(compare_inputs([recorded.benchmark_json, kept], Thresholds(check_rss=True))) == ["memory"]
+
+
+def test_speedup_drop_beyond_the_threshold_is_a_regression(recorded, tmp_path):
+    base = with_measurements(recorded, tmp_path / "base.json", speedup=speedup_series(1.8, 3.2))
+    slight = with_measurements(recorded, tmp_path / "slight.json", speedup=speedup_series(1.7, 3.1))
+    drop = with_measurements(recorded, tmp_path / "drop.json", speedup=speedup_series(1.5, 3.2))
+    assert compare_inputs([base, slight]).regressions == []
+    comparison = compare_inputs([base, drop])
+    assert kinds(comparison) == ["speedup"]
+    assert "speedup at 2 gpus dropped 1.80x -> 1.50x" in comparison.regressions[0].message
+    assert compare_inputs([base, drop], Thresholds(speedup_drop=0.2)).regressions == []
+    row = next(row for row in comparison.benchmarks[0].rows if row.metric == "speedup @2 gpus")
+    assert row.values == [1.8, 1.5]
+
+
+def test_benchmarks_are_matched_by_name_and_a_missing_one_is_noted(recorded, tmp_path):
+    document = json.loads(recorded.benchmark_json.read_text())
+    second = json.loads(json.dumps(document["benchmarks"][0]))
+    second["name"] = "test_tst_other"
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({**document, "benchmarks": [second, document["benchmarks"][0]]}))
+    comparison = compare_inputs([both, recorded.benchmark_json])
+    assert [b.names for b in comparison.benchmarks] == [
+        ["test_tst_other", None],
+        ["test_tst_shortcut", "test_tst_shortcut"],
+    ]
+    assert comparison.regressions == []
+    assert [f.kind for f in comparison.findings] == ["missing"]
+
+
+def test_exit_codes_through_the_cli(recorded, tmp_path):
+    same = run_cli("compare", str(recorded.run_dir), str(recorded.run_dir))
+    assert same.returncode == 0, same.stderr
+    assert "no regressions" in same.stdout
+
+    dropped = with_score(recorded, tmp_path / "dropped", recorded.result.ci95[0] - 0.05)
+    out = tmp_path / "cmp"
+    regressed = run_cli("compare", str(recorded.run_dir), str(dropped), "--out", str(out))
+    assert regressed.returncode == 1, regressed.stderr
+    assert "REGRESSION" in regressed.stdout and "1 regression(s)" in regressed.stderr
+    written = json.loads((out / "comparison.json").read_text())
+    assert [f["kind"] for b in written["benchmarks"] for f in b["findings"]] == ["score"]
+    assert "REGRESSION" in (out / "comparison.md").read_text()
+
+    tolerated = run_cli("compare", str(recorded.run_dir), str(dropped), "--score-tolerance", "0.1")
+    assert tolerated.returncode == 0, tolerated.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "absent.json", "absent.json: no such file or directory"),
+        (
+            lambda tmp: (tmp / "corrupt.json").write_text("{oops") and tmp / "corrupt.json",
+            "corrupt.json: not valid JSON",
+        ),
+        (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "empty: neither a run directory"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_file(recorded, tmp_path, make, message):
+    completed = run_cli("compare", str(recorded.run_dir), str(make(tmp_path)))
+    assert completed.returncode == 2
+    assert message in completed.stderr
+
+
+def test_one_input_is_not_a_comparison(recorded):
+    completed = run_cli("compare", str(recorded.run_dir))
+    assert completed.returncode == 2 and "at least two inputs" in completed.stderr

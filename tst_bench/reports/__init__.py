@@ -1,0 +1,33 @@
+"""Reports a benchmark designer reads after a run, and comparisons CI can gate on.
+
+`write_report(inputs, out_dir)` writes `report.md` (+ `figures/`) and one self-contained
+`report.html`; `compare_inputs(paths, thresholds)` lines runs up against a baseline and lists
+regressions. Inputs are run directories and pytest-benchmark JSON files (see `inputs`).
+Names are imported lazily so the CLI does not load matplotlib until a report is written.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Benchmark": "inputs",
+    "SpeedupSeries": "inputs",
+    "load_inputs": "inputs",
+    "Finding": "checks",
+    "Thresholds": "checks",
+    "Comparison": "compare",
+    "compare_inputs": "compare",
+    "ReportFiles": "write",
+    "write_report": "write",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tst_bench.reports' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -1,0 +1,137 @@
+"""`tst-bench report` and `tst-bench compare`: argument parsing and console output.
+
+compare exits 0 without regressions, 1 with one or more (so CI can gate on it), 2 on bad input.
+Heavy imports (matplotlib, the loaders) happen inside the handlers so `tst-bench --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_report_commands(commands) -> None:
+    report = commands.add_parser(
+        "report", help="write reports/report.html + report.md from run directories or pytest-benchmark JSON"
+    )
+    report.add_argument("inputs", nargs="+", type=Path, metavar="RUN_DIR_OR_BENCHMARK_JSON")
+    report.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports)")
+    report.add_argument("--top", type=int, default=10, help="most biased samples to list (default: 10)")
+    add_threshold_arguments(report)
+    report.set_defaults(handler=report_command)
+
+    compare = commands.add_parser(
+        "compare", help="compare runs with the first as baseline; exit 1 on a regression"
+    )
+    compare.add_argument("inputs", nargs="+", type=Path, metavar="RUN_DIR_OR_BENCHMARK_JSON")
+    compare.add_argument("--out", type=Path, help="also write comparison.md/.html/.json into this folder")
+    add_threshold_arguments(compare)
+    compare.add_argument(
+        "--score-tolerance",
+        type=float,
+        default=0.0,
+        help="allowed score drop below the baseline's 95%% CI lower bound (default: 0)",
+    )
+    compare.add_argument(
+        "--speedup-drop",
+        type=float,
+        default=0.10,
+        help="relative speedup drop at equal GPU/worker count that fails (default: 0.10)",
+    )
+    compare.set_defaults(handler=compare_command)
+
+
+def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--memory-tolerance-mib",
+        type=float,
+        default=256.0,
+        help="MiB a device may still hold after a fold's clean-up above its level before (default: 256)",
+    )
+    parser.add_argument(
+        "--check-rss", action="store_true", help="also check RSS samples (CPU runs) for memory release"
+    )
+
+
+def thresholds_from(args: argparse.Namespace):
+    from .checks import Thresholds
+
+    return Thresholds(
+        score_tolerance=getattr(args, "score_tolerance", 0.0),
+        memory_tolerance_mib=args.memory_tolerance_mib,
+        speedup_drop=getattr(args, "speedup_drop", 0.10),
+        check_rss=args.check_rss,
+    )
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from .write import write_report
+
+    if args.top < 0:
+        raise InputError(f"--top must be 0 or more, got {args.top}")
+    files = write_report(args.inputs, args.out, top_biased=args.top, thresholds=thresholds_from(args))
+    print(f"report: {files.html}  markdown: {files.markdown}  figures: {len(files.figures)}")
+    return 0
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from .compare import compare_inputs, comparison_document
+
+    thresholds = thresholds_from(args)
+    if not 0 <= thresholds.speedup_drop < 1:
+        raise InputError(f"--speedup-drop must be in [0, 1), got {thresholds.speedup_drop}")
+    comparison = compare_inputs(args.inputs, thresholds)
+    document = comparison_document(comparison)
+    print_document(document)
+    if args.out is not None:
+        write_comparison(comparison, document, args.out)
+    regressions = comparison.regressions
+    if regressions:
+        logger.error("%d regression(s) against %s", len(regressions), comparison.inputs[0])
+        return 1
+    logger.info("no regressions against %s", comparison.inputs[0])
+    return 0
+
+
+def write_comparison(comparison, document, out: Path) -> None:
+    from ..jsonl import atomic_write, write_json
+    from .html import render_html
+    from .markdown import render_markdown
+
+    with atomic_write(out / "comparison.md") as handle:
+        handle.write(render_markdown(document))
+    with atomic_write(out / "comparison.html") as handle:
+        handle.write(render_html(document))
+    write_json(out / "comparison.json", comparison.model_dump(mode="json"))
+    print(f"comparison: {out / 'comparison.html'}  markdown: {out / 'comparison.md'}")
+
+
+def print_document(document) -> None:
+    """The document's tables and notes on the console (rich), section by section."""
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    from .document import Note, Paragraph, Table
+
+    console = Console()
+    console.print(f"[bold]{document.title}[/bold]: {document.subtitle}", highlight=False)
+    for section in document.sections:
+        console.rule(section.title)
+        for block in section.blocks:
+            if isinstance(block, Table):
+                table = RichTable()
+                for index, column in enumerate(block.columns):
+                    table.add_column(column, justify="right" if index in block.numeric else "left")
+                for row in block.rows:
+                    table.add_row(*row)
+                console.print(table)
+            elif isinstance(block, Note):
+                style = "bold red" if block.text.startswith("REGRESSION") else "yellow"
+                console.print(block.text, style=style, highlight=False, markup=False)
+            elif isinstance(block, Paragraph):
+                console.print(block.text, highlight=False, markup=False)

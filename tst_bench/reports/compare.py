@@ -1,0 +1,214 @@
+"""Compare runs side by side: the first input is the baseline, every other one is checked against it.
+
+Benchmarks are matched by name; when the baseline and another input hold one benchmark each they
+are paired whatever their names (two run directories). Regressions (see `checks`) are a score drop
+beyond the baseline's 95% CI, memory a fold did not release, and a speedup drop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from ..errors import InputError
+from .checks import (
+    DEFAULT_THRESHOLDS,
+    Finding,
+    Thresholds,
+    check_memory,
+    check_score,
+    check_speedup,
+    retained_memory,
+)
+from .document import Document, Note, Paragraph, Section, Table, slug
+from .inputs import Benchmark, load_source
+
+
+class MetricRow(BaseModel):
+    metric: str
+    values: list[float | None]
+    digits: int = 3
+
+
+class BenchmarkComparison(BaseModel):
+    name: str
+    names: list[str | None]
+    rows: list[MetricRow]
+    findings: list[Finding]
+
+
+class Comparison(BaseModel):
+    inputs: list[str]
+    thresholds: dict[str, float | bool]
+    benchmarks: list[BenchmarkComparison]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [finding for benchmark in self.benchmarks for finding in benchmark.findings]
+
+    @property
+    def regressions(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.regression]
+
+
+def compare_inputs(paths: Sequence[str | Path], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Comparison:
+    if len(paths) < 2:
+        raise InputError("compare needs at least two inputs: a baseline and a run to check against it")
+    labels = input_labels(paths)
+    groups = [load_source(path, with_questions=False) for path in paths]
+    benchmarks = [
+        compare_benchmark(matched, labels, thresholds) for matched in match_benchmarks(groups, labels)
+    ]
+    return Comparison(inputs=labels, thresholds=dataclasses.asdict(thresholds), benchmarks=benchmarks)
+
+
+def input_labels(paths: Sequence[str | Path]) -> list[str]:
+    labels = []
+    for path in paths:
+        label = str(path)
+        labels.append(label if label not in labels else f"{label} #{len(labels) + 1}")
+    return labels
+
+
+def match_benchmarks(groups: list[list[Benchmark]], labels: list[str]) -> list[list[Benchmark | None]]:
+    """Rows of benchmarks, one column per input; None where an input lacks that benchmark."""
+    base = groups[0]
+    rows: list[list[Benchmark | None]] = [[benchmark] + [None] * (len(groups) - 1) for benchmark in base]
+    for column, group in enumerate(groups[1:], start=1):
+        unmatched = list(group)
+        by_name = {benchmark.name: benchmark for benchmark in group}
+        for row in rows:
+            found = by_name.get(row[0].name) if row[0] else None
+            if found is not None and found in unmatched:
+                row[column] = found
+                unmatched.remove(found)
+        if len(base) == 1 and len(group) == 1 and unmatched:
+            rows[0][column] = unmatched.pop()
+        for benchmark in unmatched:
+            extra: list[Benchmark | None] = [None] * len(groups)
+            extra[column] = benchmark
+            rows.append(extra)
+    return rows
+
+
+def compare_benchmark(
+    matched: list[Benchmark | None], labels: list[str], thresholds: Thresholds
+) -> BenchmarkComparison:
+    name = next(benchmark.name for benchmark in matched if benchmark is not None)
+    base = matched[0]
+    findings = []
+    for label, other in zip(labels[1:], matched[1:]):
+        if base is None or other is None:
+            missing = labels[0] if base is None else label
+            message = f"benchmark {name!r} is not in {missing}: not compared"
+            findings.append(
+                Finding(kind="missing", benchmark=name, run=missing, message=message, regression=False)
+            )
+            continue
+        findings += candidate_findings(name, label, base, other, thresholds)
+    return BenchmarkComparison(
+        name=name,
+        names=[benchmark.name if benchmark else None for benchmark in matched],
+        rows=metric_rows(matched),
+        findings=findings,
+    )
+
+
+def candidate_findings(
+    name: str, label: str, base: Benchmark, other: Benchmark, thresholds: Thresholds
+) -> list[Finding]:
+    findings = []
+    if base.result is not None and other.result is not None:
+        findings += check_score(name, label, base.result, other.result, thresholds)
+    if other.result is not None:
+        findings += check_memory(name, label, other.result, thresholds)
+    if base.speedup is not None and other.speedup is not None:
+        findings += check_speedup(name, label, base.speedup, other.speedup, thresholds)
+    return findings
+
+
+def metric_rows(matched: list[Benchmark | None]) -> list[MetricRow]:
+    def row(metric: str, getter, digits: int = 3) -> MetricRow:
+        return MetricRow(metric=metric, values=[getter(b) if b else None for b in matched], digits=digits)
+
+    def from_result(getter):
+        return lambda benchmark: getter(benchmark.result) if benchmark.result else None
+
+    rows = [
+        row("score", from_result(lambda r: r.score)),
+        row("95% CI low", from_result(lambda r: r.ci95[0])),
+        row("95% CI high", from_result(lambda r: r.ci95[1])),
+        row("score std", from_result(lambda r: r.score_std)),
+        row("zero-shot", from_result(lambda r: r.baselines.zero_shot)),
+        row("majority", from_result(lambda r: r.baselines.majority)),
+        row("chance", from_result(lambda r: r.baselines.chance)),
+        row("samples", from_result(lambda r: r.n_samples), 0),
+        row("run wall s", from_result(lambda r: r.wall_s), 1),
+        row("benchmark mean s", lambda b: b.timing.mean if b.timing else None, 2),
+    ]
+    for device in sorted(
+        {r.device for b in matched if b and b.result for r in retained_memory(b.result.folds)}
+    ):
+        rows.append(row(f"peak MiB {device}", lambda b, d=device: memory_extreme(b, d, peak=True), 0))
+        rows.append(
+            row(f"max retained MiB {device}", lambda b, d=device: memory_extreme(b, d, peak=False), 0)
+        )
+    counts = sorted({(b.speedup.unit, c) for b in matched if b and b.speedup for c in b.speedup.counts})
+    for unit, count in counts:
+        rows.append(
+            row(f"speedup @{count} {unit}", lambda b, c=count: b.speedup.at(c) if b.speedup else None, 2)
+        )
+    return [r for r in rows if any(value is not None for value in r.values)]
+
+
+def memory_extreme(benchmark: Benchmark, device: str, peak: bool) -> float | None:
+    if benchmark.result is None:
+        return None
+    rows = [r for r in retained_memory(benchmark.result.folds) if r.device == device]
+    values = [r.peak_mib for r in rows if r.peak_mib is not None] if peak else [r.retained_mib for r in rows]
+    return max(values) if values else None
+
+
+# --- as a document -----------------------------------------------------------------------
+
+
+def delta_table(comparison: BenchmarkComparison, labels: list[str]) -> Table:
+    columns = ["metric", labels[0]] + [f"{label} (Δ)" for label in labels[1:]]
+    rows = []
+    for metric in comparison.rows:
+        base = metric.values[0]
+        cells = [metric.metric, fmt(base, metric.digits)]
+        for value in metric.values[1:]:
+            delta = "" if value is None or base is None else f" ({value - base:+.{metric.digits}f})"
+            cells.append(fmt(value, metric.digits) + delta)
+        rows.append(cells)
+    return Table(columns, rows, numeric=tuple(range(1, len(columns))))
+
+
+def fmt(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def comparison_document(comparison: Comparison) -> Document:
+    sections = []
+    for benchmark in comparison.benchmarks:
+        title = " / ".join(dict.fromkeys(name for name in benchmark.names if name))
+        section = Section(title, slug(title))
+        section.add(delta_table(benchmark, comparison.inputs))
+        section.add(*(Note(f"note ({f.run}): {f.message}") for f in benchmark.findings if not f.regression))
+        sections.append(section)
+    verdict = Section("Verdict", "verdict")
+    regressions = comparison.regressions
+    verdict.add(
+        Paragraph(f"{len(regressions)} regression(s)" if regressions else "no regressions"),
+        *(Note(f"REGRESSION in {f.benchmark} ({f.run}): {f.message}") for f in regressions),
+        Paragraph("Thresholds: " + ", ".join(f"{k}={v}" for k, v in comparison.thresholds.items())),
+    )
+    return Document(
+        title="tst-bench comparison",
+        subtitle=f"baseline {comparison.inputs[0]} vs {', '.join(comparison.inputs[1:])}",
+        sections=[*sections, verdict],
+    )
