@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError, TsTError
+from .ibp.command import add_prune_command
 
 logger = logging.getLogger("tst_bench")
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_command(commands)
     add_synth_command(commands)
+    add_prune_command(commands)
     return parser
 
 
