@@ -34,6 +34,10 @@ _EXPORTS = {
     "run_tst": "engine",
     "load_dataset": "datasets",
     "resolve_model": "models",
+    "PruneConfig": "ibp.runner",
+    "run_prune": "ibp.runner",
+    "RFTrainer": "rf.backend",
+    "RFPredictor": "rf.backend",
     "InputError": "errors",
     "TsTRuntimeError": "errors",
 }

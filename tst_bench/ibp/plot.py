@@ -34,7 +34,7 @@ def plot_curves(ibp: Trajectory, control: Trajectory, path: Path) -> Path:
     score_axis.set_xlabel("rows removed")
     score_axis.set_ylabel(f"TsT {ibp.rounds[0].metric} (mean ± std over folds)")
     score_axis.set_title(f"{ibp.dataset}: {ibp.initial_rows} rows")
-    score_axis.legend()
+    score_axis.legend(loc="lower left")
     score_axis.grid(alpha=0.3)
     if with_precision:
         precision_axis = axes[1]

@@ -2,7 +2,7 @@
 
 With `balance`, a round's removals are spread over answer classes in proportion to their sizes
 (each removal goes to the class least pruned so far, relative to its size) and no class drops
-below `min_class_rows`, so pruning neither empties a class nor creates a new answer prior.
+below `min_class_rows`, so pruning neither empties a class nor plants an answer prior of its own.
 """
 
 from __future__ import annotations
