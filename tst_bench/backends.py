@@ -82,6 +82,23 @@ PREDICTORS: dict[str, Callable[[BackendContext], LLMPredictorInterface]] = {"hf"
 TRAINERS: dict[str, Callable[[BackendContext], LLMTrainerInterface]] = {"peft": _peft_trainer}
 
 
+def _rf_predictor(ctx: BackendContext) -> LLMPredictorInterface:
+    from .rf.backend import rf_predictor
+
+    return rf_predictor(ctx)
+
+
+def _rf_trainer(ctx: BackendContext) -> LLMTrainerInterface:
+    from .rf.backend import rf_trainer
+
+    return rf_trainer(ctx)
+
+
+# TsT-RF: a Random-Forest diagnostic that runs in the same fold loop (see tst_bench/rf).
+PREDICTORS["rf"] = _rf_predictor
+TRAINERS["rf"] = _rf_trainer
+
+
 def check_backend_names(config: RunConfig) -> None:
     if config.backend not in PREDICTORS:
         raise InputError(f"unknown backend {config.backend!r}; choose one of {sorted(PREDICTORS)}")

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError, TsTError
+from .ibp.command import add_prune_command
 from .reports.commands import add_report_commands
 
 logger = logging.getLogger("tst_bench")
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(commands)
     add_synth_command(commands)
     add_report_commands(commands)
+    add_prune_command(commands)
     return parser
 
 

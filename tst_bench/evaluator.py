@@ -88,6 +88,7 @@ class LLMEvaluator:
             memory=memory,
             worker=self.worker_name,
             samples=samples,
+            feature_importances=adapter.feature_importances,
         )
 
     def close(self) -> None:

@@ -20,6 +20,8 @@ from .schemas import (
 )
 
 CHANCE_SAMPLE = 200
+#: How many features result.json lists; per-fold files keep every non-zero importance.
+TOP_FEATURES = 50
 
 
 def chance_score(records: Sequence[QARecord], seed: int = 0) -> float:
@@ -76,8 +78,22 @@ def summarize(
         wall_s=wall_s,
         folds=[FoldSummary(**fold.model_dump(exclude={"samples", "majority_answer"})) for fold in folds],
         config=config.to_dict(),
+        feature_importances=mean_feature_importances(folds),
     )
     return result, samples
+
+
+def mean_feature_importances(folds: Sequence[FoldResult], top: int = TOP_FEATURES) -> dict[str, float] | None:
+    """Each feature's importance averaged over folds (0 where a fold lacks it), largest first."""
+    fitted = [fold.feature_importances for fold in folds if fold.feature_importances is not None]
+    if not fitted:
+        return None
+    totals: dict[str, float] = defaultdict(float)
+    for importances in fitted:
+        for name, value in importances.items():
+            totals[name] += value / len(fitted)
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:top]
+    return {name: value for name, value in ranked if value > 0}
 
 
 def sample_results(records: Sequence[QARecord], folds: Sequence[FoldResult]) -> list[SampleResult]:

@@ -127,6 +127,8 @@ class LoRAAdapterInfo(BaseModel):
     training_config: dict[str, Any] = Field(default_factory=dict)
     size_bytes: int = 0
     train_seconds: float | None = None
+    #: Set by feature-model trainers (e.g. TsT-RF): how much each input feature drove the fit.
+    feature_importances: dict[str, float] | None = None
 
 
 class DeviceMemory(BaseModel):
@@ -189,6 +191,7 @@ class FoldResult(BaseModel):
     memory: FoldMemory | None = None
     worker: str | None = None
     samples: list[SamplePrediction]
+    feature_importances: dict[str, float] | None = None
 
 
 class FoldSummary(BaseModel):
@@ -246,3 +249,5 @@ class TsTResult(BaseModel):
     wall_s: float
     folds: list[FoldSummary]
     config: dict[str, Any] = Field(default_factory=dict)
+    #: Mean over folds of a feature model's importances, largest first (TsT-RF); None for LLMs.
+    feature_importances: dict[str, float] | None = None

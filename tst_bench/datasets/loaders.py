@@ -41,12 +41,17 @@ def load_dataset(
     limit: int | None = None,
     group_columns: Sequence[str] = DEFAULT_GROUP_COLUMNS,
 ) -> Dataset:
-    """Records for `spec`: a .jsonl/.json/.csv/.parquet file or `synthetic:KIND[?rows=N&seed=S]`."""
+    """Records for `spec`: a .jsonl/.json/.csv/.parquet file, `synthetic:KIND[?rows=N&seed=S]` or
+    `hf:OWNER/NAME[?split=...]` (see datasets.hub)."""
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be positive, got {limit}")
     if spec.startswith("synthetic:"):
         records = synthetic.generate(parse_synthetic_spec(spec))
         name = spec
+    elif spec.startswith("hf:"):
+        from .hub import load_hub_records
+
+        name, records = load_hub_records(spec, group_columns)
     else:
         path = Path(spec).expanduser()
         records = list(_records_from_file(path, group_columns, limit))
