@@ -81,28 +81,72 @@ def configure_logging(level_shift: int) -> None:
 
 def add_run_command(commands) -> None:
     run = commands.add_parser("run", help="run a k-fold TsT and write result.json + samples.jsonl")
-    run.add_argument("--dataset", required=True, help="file (.jsonl/.json/.csv/.parquet) or synthetic:KIND")
-    run.add_argument("--model", default="tiny", help="tiny, smollm2-135m, a model directory or hub id")
-    run.add_argument("--backend", default="hf", help="inference backend (default: hf)")
-    run.add_argument("--trainer", default="peft", help="LoRA trainer (default: peft)")
-    run.add_argument("--folds", type=int, default=5)
-    run.add_argument("--repeats", type=int, default=1)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--limit", type=int, help="use only the first N rows")
-    run.add_argument("--out", type=Path, required=True, help="run directory (resumable)")
-    run.add_argument("--overwrite", action="store_true", help="discard a different run in --out")
-    run.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot baseline")
+    add_run_options(run, zero_shot_by_default=True)
     run.add_argument("--save-adapters", action="store_true", help="keep each fold's adapter")
-    run.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
-    run.add_argument("--device", default="auto")
-    run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    run.add_argument("--executor", default="sequential")
-    run.add_argument("--workers", type=int, default=1)
-    run.add_argument("--group-by", action="append", metavar="COLUMN", help="group column(s) to report")
-    run.add_argument("--predictor-option", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--trainer-option", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--no-progress", action="store_true")
     run.set_defaults(handler=run_command)
+
+
+def add_run_options(parser: argparse.ArgumentParser, zero_shot_by_default: bool) -> None:
+    """The options that define a TsT run, shared by every command that runs one."""
+    parser.add_argument(
+        "--dataset", required=True, help="file (.jsonl/.json/.csv/.parquet), synthetic:KIND or hf:ID"
+    )
+    parser.add_argument("--model", default="tiny", help="tiny, smollm2-135m, a model directory or hub id")
+    parser.add_argument("--backend", default="hf", help="inference backend (default: hf)")
+    parser.add_argument("--trainer", default="peft", help="trainer (default: peft)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="use only the first N rows")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (resumable)")
+    parser.add_argument("--overwrite", action="store_true", help="discard a different run in --out")
+    if zero_shot_by_default:
+        parser.add_argument(
+            "--no-zero-shot", dest="zero_shot", action="store_false", help="skip the zero-shot baseline"
+        )
+    else:
+        parser.add_argument("--zero-shot", action="store_true", help="also score the zero-shot baseline")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--executor", default="sequential")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--group-by", action="append", metavar="COLUMN", help="group column(s) to report")
+    parser.add_argument("--predictor-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--trainer-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run_config_from_args(args: argparse.Namespace):
+    """RunConfig from the options `add_run_options` declared."""
+    from .config import RunConfig
+    from .datasets.rows import DEFAULT_GROUP_COLUMNS
+
+    return RunConfig(
+        dataset=args.dataset,
+        model=args.model,
+        backend=args.backend,
+        trainer=args.trainer,
+        folds=args.folds,
+        repeats=args.repeats,
+        seed=args.seed,
+        limit=args.limit,
+        out=args.out,
+        zero_shot=args.zero_shot,
+        save_adapters=getattr(args, "save_adapters", False),
+        trust_remote_code=args.trust_remote_code,
+        device=args.device,
+        dtype=args.dtype,
+        executor=args.executor,
+        workers=args.workers,
+        predictor_options=parse_options(args.predictor_option, "--predictor-option"),
+        trainer_options=parse_options(args.trainer_option, "--trainer-option"),
+        group_columns=tuple(args.group_by) if args.group_by else DEFAULT_GROUP_COLUMNS,
+    )
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
 
 
 def parse_options(pairs: Sequence[str], flag: str) -> dict[str, Any]:
@@ -120,32 +164,9 @@ def parse_options(pairs: Sequence[str], flag: str) -> dict[str, Any]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .config import RunConfig
-    from .datasets.rows import DEFAULT_GROUP_COLUMNS
     from .engine import run_tst
 
-    config = RunConfig(
-        dataset=args.dataset,
-        model=args.model,
-        backend=args.backend,
-        trainer=args.trainer,
-        folds=args.folds,
-        repeats=args.repeats,
-        seed=args.seed,
-        limit=args.limit,
-        out=args.out,
-        zero_shot=not args.no_zero_shot,
-        save_adapters=args.save_adapters,
-        trust_remote_code=args.trust_remote_code,
-        device=args.device,
-        dtype=args.dtype,
-        executor=args.executor,
-        workers=args.workers,
-        predictor_options=parse_options(args.predictor_option, "--predictor-option"),
-        trainer_options=parse_options(args.trainer_option, "--trainer-option"),
-        group_columns=tuple(args.group_by) if args.group_by else DEFAULT_GROUP_COLUMNS,
-    )
-    run = run_tst(config, overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty())
+    run = run_tst(run_config_from_args(args), overwrite=args.overwrite, progress=show_progress(args))
     print_summary(run.result)
     print(f"results: {run.store.result_path}  samples: {run.store.samples_path}")
     return 0
@@ -190,10 +211,8 @@ def add_synth_command(commands) -> None:
 
 
 def synth_command(args: argparse.Namespace) -> int:
-    import json
-
+    from .datasets.export import write_records
     from .datasets.synthetic import SyntheticSpec, generate
-    from .jsonl import atomic_write
 
     spec = SyntheticSpec(
         kind=args.kind,
@@ -204,18 +223,7 @@ def synth_command(args: argparse.Namespace) -> int:
         n_options=args.options,
     )
     records = generate(spec)
-    with atomic_write(args.out) as handle:
-        for record in records:
-            row = {
-                "id": record.id,
-                "question": record.question,
-                "options": record.options,
-                "answer": record.answer,
-                "format": record.format,
-                **record.groups,
-                **record.metadata,
-            }
-            handle.write(json.dumps(row) + "\n")
+    write_records(args.out, records)
     ceiling = spec.expected_ceiling()
     logger.info(
         "wrote %d %s rows to %s%s",
