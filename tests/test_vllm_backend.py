@@ -28,6 +28,7 @@ from tst_bench.trainers.recipes import servable_lora
 
 from .engines import require_vllm
 
+pytestmark = pytest.mark.slow  # one engine start (15-60 s) plus rebuilds and peft training
 TOLERANCE = 1e-3
 SamplingParams = require_vllm().SamplingParams
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import InputError
+from ..errors import InputError, TsTRuntimeError
 from ..models import ModelSource, resolve_model
 from ..models.resident import load_tokenizer
 from ..schemas import TestInstance
@@ -137,7 +137,10 @@ class VLLMPredictor(PromptScoringPredictor):
         lora_id = next(self._lora_ids)
         request = LoRARequest(f"{path.name}-{lora_id}", lora_id, str(path))
         engine = self.engine
-        engine.llm().llm_engine.add_lora(request)
+        try:
+            engine.llm().llm_engine.add_lora(request)
+        except Exception as error:  # vLLM reports unloadable adapters with assorted exception types
+            raise TsTRuntimeError(f"vLLM could not load the adapter in {path}: {error}") from error
         self._lora = request
         self._stale_lm_head_lora |= engine.platform == "cpu" and any("lm_head" in t for t in targets)
 
