@@ -92,7 +92,7 @@ class VLLMPredictorConfig:
 
 
 class VLLMPredictor(PromptScoringPredictor):
-    """Scores and generates with a vLLM engine; nothing starts until the first prediction."""
+    """Scores and generates with a vLLM engine; nothing starts before the first prediction or adapter."""
 
     def __init__(self, config: VLLMPredictorConfig, source: ModelSource | None = None):
         self.config = config
