@@ -46,9 +46,10 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -q
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
-# pytest exit code 5 means no tests ran: that is a failure here, not a pass.
+# pytest exit code 5 means no tests ran: that is a failure here, not a pass. The engines set up above
+# are required here: a test that would skip without vLLM or LlamaFactory fails instead.
 define run_pytest
-	$(VENV)/bin/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	TST_BENCH_REQUIRE_ENGINES=1 $(VENV)/bin/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
 endef
 

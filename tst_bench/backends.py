@@ -71,15 +71,37 @@ def _hf_predictor(ctx: BackendContext) -> LLMPredictorInterface:
     return HFPredictor(config, resident=ctx.resident())
 
 
+def _vllm_predictor(ctx: BackendContext) -> LLMPredictorInterface:
+    from .predictors.vllm import VLLMPredictor, VLLMPredictorConfig
+
+    config = configure(VLLMPredictorConfig, ctx.config.predictor_options, **_common(ctx))
+    return VLLMPredictor(config, source=ctx.source)
+
+
 def _peft_trainer(ctx: BackendContext) -> LLMTrainerInterface:
     from .trainers.peft import PeftTrainer, PeftTrainerConfig
+    from .trainers.recipes import servable_lora, serves_through_vllm
 
-    config = configure(PeftTrainerConfig, ctx.config.trainer_options, **_common(ctx))
+    servable = servable_lora(ctx.source.recipe) if serves_through_vllm(ctx.config.backend) else {}
+    config = configure(PeftTrainerConfig, ctx.config.trainer_options, **_common(ctx), **servable)
     return PeftTrainer(config, resident=ctx.resident())
 
 
-PREDICTORS: dict[str, Callable[[BackendContext], LLMPredictorInterface]] = {"hf": _hf_predictor}
-TRAINERS: dict[str, Callable[[BackendContext], LLMTrainerInterface]] = {"peft": _peft_trainer}
+def _llamafactory_trainer(ctx: BackendContext) -> LLMTrainerInterface:
+    from .trainers.llamafactory import LlamaFactoryConfig, LlamaFactoryTrainer
+
+    config = configure(LlamaFactoryConfig, ctx.config.trainer_options, **_common(ctx))
+    return LlamaFactoryTrainer(config, source=ctx.source)
+
+
+PREDICTORS: dict[str, Callable[[BackendContext], LLMPredictorInterface]] = {
+    "hf": _hf_predictor,
+    "vllm": _vllm_predictor,
+}
+TRAINERS: dict[str, Callable[[BackendContext], LLMTrainerInterface]] = {
+    "peft": _peft_trainer,
+    "llamafactory": _llamafactory_trainer,
+}
 
 
 def _rf_predictor(ctx: BackendContext) -> LLMPredictorInterface:

@@ -31,3 +31,30 @@ def detach_adapter(peft_model):
 
 def adapter_size_bytes(path: Path) -> int:
     return sum(file.stat().st_size for file in Path(path).rglob("*") if file.is_file())
+
+
+def drop_base_layer_weights(path: Path) -> int:
+    """Remove frozen base-model copies from a saved adapter; returns the bytes saved.
+
+    peft saves the full embedding and output matrices next to the LoRA weights whenever those
+    layers carry LoRA (`save_embedding_layers="auto"`). They equal the base model's, which every
+    loader (peft, vLLM) takes from the base anyway, and for a real vocabulary they are hundreds of
+    megabytes per fold. Only safetensors files are rewritten (pickled `.bin` files are never read).
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    weights = Path(path) / "adapter_model.safetensors"
+    if not weights.exists():
+        return 0
+    with safe_open(str(weights), framework="pt") as handle:
+        names = list(handle.keys())
+        if not any(".base_layer." in name for name in names):
+            return 0
+        kept = {name: handle.get_tensor(name) for name in names if ".base_layer." not in name}
+        metadata = handle.metadata()
+    before = weights.stat().st_size
+    staging = weights.with_name(f".{weights.name}.tmp")
+    save_file(kept, str(staging), metadata=metadata)
+    staging.replace(weights)
+    return before - weights.stat().st_size

@@ -41,6 +41,14 @@ class LLMPredictorInterface(ABC):
     def reset(self) -> None:
         """Free every resource (model weights, engine, device memory); reloads on next use."""
 
+    def release_device(self) -> None:
+        """Hand the device memory to a trainer in another process; the next use takes it back.
+
+        Engines that can pause without losing their state (vLLM sleep mode, or a CPU engine that
+        keeps running) override this to avoid a full rebuild.
+        """
+        self.reset()
+
     def close(self) -> None:
         self.reset()
 

