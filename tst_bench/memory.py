@@ -221,16 +221,20 @@ class MemoryMonitor:
         self.folds: dict[str, FoldMemory] = {}
         self._sampler = PeakSampler(self.probe, interval_s)
         self._before: list[DeviceMemory] = []
+        self._key = ""
 
     @property
     def source(self) -> MemorySource:
         return self.probe.source
 
     def begin(self, key: str) -> None:
+        """Start watching one fold (or any unit of work named `key`)."""
+        self._key = key
         self._before = self.probe.read()
         self._sampler.start(self._before)
 
-    def end(self, key: str) -> FoldMemory:
+    def end(self) -> FoldMemory:
+        """Stop watching: the reading after clean-up, with the peak since `begin`."""
         after = self.probe.read()
         peak = self._sampler.stop(after)
         memory = FoldMemory(
@@ -241,14 +245,14 @@ class MemoryMonitor:
             interval_s=self.interval_s,
             samples=self._sampler.samples,
         )
-        self.folds[key] = memory
+        self.folds[self._key] = memory
         return memory
 
     def fold_started(self, spec: FoldSpec) -> None:
         self.begin(spec.key)
 
     def fold_finished(self, spec: FoldSpec) -> FoldMemory:
-        return self.end(spec.key)
+        return self.end()
 
     def report(self) -> MemoryReport:
         return MemoryReport(

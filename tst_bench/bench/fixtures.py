@@ -117,7 +117,7 @@ def tst_predictor(
         yield predictor
         predictor.unload_adapter()
         free_memory()
-        memory = monitor.end(request.node.nodeid)
+        memory = monitor.end()
         check = check_memory({request.node.name: memory}, tst_settings.memory_tolerance_mib, subject="test")
     if not check.ok:
         tst_predictor_pool.release(tst_model_name)  # the next user starts from a clean reload
