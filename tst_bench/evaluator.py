@@ -13,6 +13,7 @@ from typing import Protocol
 from .datasets.prompts import to_test_instance, to_training_datum
 from .folds import FoldSpec
 from .metrics import score_answer
+from .models.resident import free_memory
 from .predictors.trainable import TrainableLLMPredictor
 from .schemas import FoldMemory, FoldResult, FoldTimings, LLMPredictionResult, QARecord, SamplePrediction
 
@@ -42,10 +43,17 @@ class LLMEvaluator:
         self.worker_name = worker_name
 
     def zero_shot(self, ids: Sequence[str] | None = None) -> list[LLMPredictionResult]:
-        """The base model's predictions, no adapter: the zero-shot baseline."""
+        """The base model's predictions, no adapter: the zero-shot baseline.
+
+        Cached device memory is handed back afterwards, as after each fold, so the first fold
+        starts from what is really in use (the memory check's baseline).
+        """
         self.trainable.predictor.unload_adapter()
         records = [self.records[i] for i in ids] if ids is not None else list(self.records.values())
-        return self.trainable.predict([to_test_instance(record) for record in records])
+        try:
+            return self.trainable.predict([to_test_instance(record) for record in records])
+        finally:
+            free_memory()
 
     def evaluate_fold(self, spec: FoldSpec, base_seed: int, adapter_dir: Path) -> FoldResult:
         for observer in self.observers:

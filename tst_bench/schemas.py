@@ -138,6 +138,7 @@ class DeviceMemory(BaseModel):
     used_mib: float
     total_mib: float | None = None
     process_mib: float | None = None
+    uuid: str | None = None
 
 
 class FoldMemory(BaseModel):
@@ -147,6 +148,9 @@ class FoldMemory(BaseModel):
     before: list[DeviceMemory]
     peak: list[DeviceMemory]
     after_cleanup: list[DeviceMemory]
+    #: the peak sampler's period and how many readings the peak is the maximum of
+    interval_s: float | None = None
+    samples: int | None = None
 
 
 class FoldTimings(BaseModel):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..models.resident import free_memory
 from ..schemas import LLMPredictionResult, LoRAAdapterInfo, TestInstance, TrainingDatum
 from ..trainers.base import LLMTrainerInterface
 from .base import LLMPredictorInterface
@@ -63,11 +64,16 @@ class TrainableLLMPredictor:
         return self.predictor.predict(instances)
 
     def finish_fold(self) -> None:
-        """Drop the fold's adapter from the predictor and, unless kept, from disk."""
+        """Drop the fold's adapter from the predictor and, unless kept, from disk.
+
+        Then hand cached device memory back (gc + CUDA cache): the next fold, or another process
+        sharing the GPU, gets it, and NVML shows what is really still in use.
+        """
         self.predictor.unload_adapter()
         if self.current_adapter is not None and not self.config.save_adapters:
             shutil.rmtree(self.current_adapter.adapter_path, ignore_errors=True)
         self.current_adapter = None
+        free_memory()
 
     def save(self, path: Path) -> None:
         if self.current_adapter is None:

@@ -1,0 +1,179 @@
+"""The memory monitor, the clean-up check, GPU discovery and the deliberate leak."""
+
+import time
+
+import pytest
+
+from tst_bench.folds import FoldSpec
+from tst_bench.hardware import discover_gpus, nvml_status, parse_visible_devices, select_visible
+from tst_bench.leak import LeakInjector
+from tst_bench.memory import (
+    MemoryMonitor,
+    MemoryNotReleased,
+    NvmlProbe,
+    RssProbe,
+    assert_memory_released,
+    check_memory,
+    open_probe,
+)
+from tst_bench.schemas import DeviceMemory, FoldMemory
+
+UUIDS = ["GPU-aaaa-1111", "GPU-bbbb-2222", "GPU-abcd-3333"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", []),
+        ("0,1", [0, 1]),
+        ("1, 0", [1, 0]),
+        ("0,-1,1", [0]),
+        ("2gpu,1", [2, 1]),
+        ("0,0", []),
+        ("GPU-bbbb,GPU-aaaa", ["GPU-bbbb", "GPU-aaaa"]),
+        ("GPU-bbbb,1", ["GPU-bbbb"]),
+    ],
+)
+def test_cuda_visible_devices_is_read_as_cuda_reads_it(value, expected):
+    assert parse_visible_devices(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("visible", "expected"),
+    [
+        (None, [0, 1, 2]),
+        ([2, 0], [2, 0]),
+        ([1, 7, 0], [1]),
+        (["GPU-bbbb"], [1]),
+        (["GPU-ab", "GPU-a"], [2]),  # GPU-a matches two devices: ambiguous, parsing stops
+        (["GPU-aaaa", "GPU-aaaa-1111"], []),
+    ],
+)
+def test_visible_devices_map_to_nvml_devices_by_uuid(visible, expected):
+    assert select_visible(UUIDS, visible) == expected
+
+
+def reading(used: float, device: str = "cuda:0") -> list[DeviceMemory]:
+    return [DeviceMemory(device=device, used_mib=used, total_mib=80_000)]
+
+
+def fold(before: float, peak: float, after: float) -> FoldMemory:
+    return FoldMemory(source="nvml", before=reading(before), peak=reading(peak), after_cleanup=reading(after))
+
+
+def test_check_compares_every_fold_with_the_first_fold_s_baseline():
+    folds = {
+        "r0_f0": fold(1000, 9000, 1010),
+        "r0_f1": fold(1010, 9100, 1200),
+        "r0_f2": fold(1200, 9000, 1300),
+    }
+    check = check_memory(folds, tolerance_mib=300)
+    assert check.ok
+    assert [row.baseline_mib for row in check.rows] == [1000, 1000, 1000]
+    assert [row.growth_mib for row in check.rows] == [10, 200, 300]
+    assert [row.peak_mib for row in check.rows] == [9000, 9100, 9000]
+    failing = check_memory(folds, tolerance_mib=250)
+    assert not failing.ok
+    assert [row.ok for row in failing.rows] == [True, True, False]
+    assert failing.worst_growth_mib == 300
+
+
+def test_a_failed_check_raises_with_a_per_fold_table():
+    folds = {"r0_f0": fold(1000, 9000, 1512), "r0_f1": fold(1512, 9500, 2024)}
+    with pytest.raises(MemoryNotReleased) as failure:
+        assert_memory_released(folds, tolerance_mib=256)
+    message = str(failure.value)
+    assert "GPU memory (NVML) NOT released" in message and "r0_f0, r0_f1" in message
+    assert "| fold | device | baseline | before | peak | after clean-up | after - baseline |" in message
+    assert "| r0_f1 | cuda:0 | 1000 | 1512 | 9500 | 2024 | +1024 | not listed | NO |" in message
+
+
+def test_the_check_needs_folds():
+    with pytest.raises(ValueError, match="no fold memory"):
+        check_memory({}, 10)
+
+
+def test_without_nvml_the_probe_says_why_and_reads_rss():
+    if nvml_status().available:
+        pytest.skip("NVML works on this machine: the fallback does not apply")
+    probe = open_probe()
+    assert isinstance(probe, RssProbe) and probe.source == "rss"
+    assert "NVML not available" in probe.note and "RSS" in probe.note
+    assert discover_gpus() == ()
+
+
+def test_rss_probe_sees_a_real_allocation():
+    torch = pytest.importorskip("torch")
+    probe = RssProbe()
+    before = probe.read()[0].used_mib
+    block = torch.ones(256 * 2**20, dtype=torch.uint8)
+    during = probe.read()[0].used_mib
+    del block
+    after = probe.read()[0].used_mib
+    assert during - before > 200
+    assert during - after > 200
+
+
+def test_monitor_records_the_peak_of_a_fold_and_what_stays():
+    torch = pytest.importorskip("torch")
+    spec = FoldSpec(0, 0, 2, ("a",), ("b",))
+    with MemoryMonitor(RssProbe(), interval_s=0.01) as monitor:
+        monitor.fold_started(spec)
+        block = torch.ones(300 * 2**20, dtype=torch.uint8)
+        time.sleep(0.2)
+        del block
+        memory = monitor.fold_finished(spec)
+        report = monitor.report()
+    (before,), (peak,), (after,) = memory.before, memory.peak, memory.after_cleanup
+    assert peak.used_mib - before.used_mib > 250
+    assert peak.used_mib - after.used_mib > 250
+    assert memory.samples > 2 and memory.interval_s == 0.01
+    assert report.folds == {"r0_f0": memory} and report.source == "rss"
+    assert report.check(256).ok
+
+
+def test_leak_injector_keeps_memory_per_fold_until_released():
+    pytest.importorskip("torch")
+    probe = RssProbe()
+    leak = LeakInjector(200, device="cpu")
+    start = probe.read()[0].used_mib
+    for index in range(2):
+        leak.fold_started(FoldSpec(0, index, 2, (), ()))
+        assert leak.fold_finished(FoldSpec(0, index, 2, (), ())) is None
+    assert leak.leaked_mib == 400
+    assert probe.read()[0].used_mib - start > 350
+    leak.release()
+    assert probe.read()[0].used_mib - start < 100
+
+
+def test_a_leak_needs_a_size():
+    with pytest.raises(ValueError, match="positive size"):
+        LeakInjector(0)
+
+
+@pytest.mark.gpu
+def test_nvml_probe_sees_a_cuda_allocation_on_the_right_device():
+    import torch
+
+    torch.cuda.init()
+    gpus = discover_gpus.__wrapped__()  # after CUDA is up, so the order is checked against torch's UUIDs
+    assert [gpu.index for gpu in gpus] == list(range(torch.cuda.device_count()))
+    for gpu in gpus:
+        assert str(torch.cuda.get_device_properties(gpu.index).uuid).removeprefix("GPU-") in gpu.uuid
+    probe = NvmlProbe(gpus[:1])
+    try:
+        before = probe.read()[0]
+        block = torch.ones(1024 * 2**20, dtype=torch.uint8, device="cuda:0")
+        torch.cuda.synchronize()
+        during = probe.read()[0]
+        del block
+        torch.cuda.empty_cache()
+        after = probe.read()[0]
+    finally:
+        probe.close()
+    assert during.used_mib - before.used_mib >= 1000
+    assert during.used_mib - after.used_mib >= 1000
+    assert during.total_mib == pytest.approx(gpus[0].total_mib)
+    if during.process_mib is not None:  # NVML lists this process (not inside every container)
+        assert during.process_mib >= 1000

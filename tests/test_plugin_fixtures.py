@@ -1,0 +1,204 @@
+"""The plugin's fixtures inside real pytest sessions (pytester): what they hand out and record."""
+
+import json
+
+import pytest
+
+from tst_bench.bench.entry_point import plugin_args
+from tst_bench.hardware import nvml_status
+
+SMALL = "synthetic:shortcut?rows=60&seed=2"
+
+
+def test_machine_fixtures(pytester):
+    pytester.makepyfile(
+        """
+        def test_machine(tst_gpus, tst_hardware, tst_memory_monitor):
+            assert isinstance(tst_gpus, tuple)
+            assert tst_hardware["cpu_count"] >= 1 and "nvml" in tst_hardware and "summary" in tst_hardware
+            listed = [gpu["uuid"] for gpu in tst_hardware["gpus"]]
+            assert listed[: len(tst_gpus)] == [gpu.uuid for gpu in tst_gpus]
+            assert tst_memory_monitor.source == ("nvml" if tst_gpus else "rss")
+            assert tst_memory_monitor.before_run[0].used_mib > 0
+            if not tst_gpus:
+                assert "recording this process's RSS" in tst_memory_monitor.probe.note
+        """
+    )
+    pytester.runpytest_subprocess(*plugin_args()).assert_outcomes(passed=1)
+
+
+@pytest.fixture
+def recorded_session(pytester):
+    """One small TsT through `tst_runner` + `benchmark`, with --benchmark-json and --tst-results."""
+    pytester.makepyfile(
+        test_bench="""
+        def test_tst(benchmark, tst_runner):
+            outcome = benchmark.pedantic(tst_runner, rounds=1, iterations=1)
+            outcome.assert_memory_released()
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        *plugin_args(),
+        f"--tst-dataset={SMALL}",
+        "--tst-folds=2",
+        "--tst-results=results",
+        "--benchmark-json=bench.json",
+    )
+    return pytester, result
+
+
+@pytest.mark.slow
+def test_runner_records_into_benchmark_json_results_and_summary(recorded_session):
+    pytester, result = recorded_session
+    result.assert_outcomes(passed=1)
+    (entry,) = json.loads((pytester.path / "bench.json").read_text())["benchmarks"]
+    extra = entry["extra_info"]
+    tst = extra["tst_result"]
+    assert tst["dataset"] == SMALL and tst["model"] == "tiny" and tst["n_folds"] == 2
+    assert set(tst["baselines"]) == {"zero_shot", "majority", "chance"}
+    for fold in tst["folds"]:
+        assert 0.0 <= fold["score"] <= 1.0 and fold["timings"]["train_s"] > 0
+        memory = fold["memory"]
+        assert memory["source"] == extra["tst_memory"]["source"]
+        assert (
+            memory["before"][0]["used_mib"] > 0
+            and memory["peak"][0]["used_mib"] >= memory["before"][0]["used_mib"]
+        )
+        assert memory["samples"] >= 2
+    assert extra["tst_memory_check"]["ok"] is True and len(extra["tst_memory_check"]["rows"]) == 2
+    assert extra["tst_hardware"]["cpu_count"] >= 1
+    assert extra["tst_config"]["folds"] == 2 and extra["tst_config"]["inject_leak_mib"] == 0
+    assert entry["stats"]["rounds"] == 1
+    (record_file,) = (pytester.path / "results").glob("*/run0/tst_record.json")
+    record = json.loads(record_file.read_text())
+    assert record["nodeid"] == "test_bench.py::test_tst" and record["tst_result"] == tst
+    assert (record_file.parent / "result.json").exists() and (record_file.parent / "samples.jsonl").exists()
+    result.stdout.fnmatch_lines(
+        [
+            "*= tst-bench =*",
+            "test_bench.py::test_tst: synthetic:shortcut?rows=60?seed=2 | tiny | hf/peft:"
+            " TsT accuracy * over 2 folds*",
+            "memory source: *",
+            "*back within 256 MiB of the baseline after every fold's clean-up",
+            "| fold | device | baseline | before | peak | after clean-up | after - baseline |*",
+            "| r0_f0 | * | yes |",
+            "| r0_f1 | * | yes |",
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_injected_leak_makes_the_memory_check_fail(pytester):
+    pytester.makepyfile(
+        test_leak="""
+        def test_tst(tst_runner):
+            tst_runner().assert_memory_released()
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        *plugin_args(), f"--tst-dataset={SMALL}", "--tst-folds=2", "--tst-inject-leak=512"
+    )
+    result.assert_outcomes(failed=1)
+    unit = "GPU memory (NVML)" if nvml_status().available else "process RSS (no NVML)"
+    result.stdout.fnmatch_lines(
+        [
+            f"E * {unit} NOT released: after clean-up of fold(s) r0_f0, r0_f1 *(tolerance 256 MiB)",
+            "E * | fold | device | baseline | before | peak | after clean-up | after - baseline |*",
+            "E * | r0_f0 | * | NO |",
+            "E * | r0_f1 | * | NO |",
+        ]
+    )
+    result.stdout.fnmatch_lines(["deliberate leak: 512 MiB kept alive per fold"])
+
+
+@pytest.mark.slow
+def test_shared_predictor_and_trainer(pytester):
+    pytester.makepyfile(
+        test_pool="""
+        import pytest
+
+        from tst_bench.schemas import TestInstance, TrainingDatum
+
+        SEEN = []
+        KEPT = []
+        QUESTION = TestInstance(
+            instance_id="q",
+            instruction="Is the cup red?\\nA. yes\\nB. no",
+            ground_truth="A",
+            choices=["A", "B"],
+        )
+
+        def test_first_user(tst_predictor):
+            SEEN.append(id(tst_predictor))
+            (prediction,) = tst_predictor.predict([QUESTION])
+            assert prediction.prediction in ("A", "B")
+
+        def test_trainer_shares_the_model(tst_predictor, tst_trainer, tmp_path):
+            SEEN.append(id(tst_predictor))
+            base = tst_predictor.predict([QUESTION])[0].option_probs
+            data = [TrainingDatum(instruction=QUESTION.instruction, response="A")] * 16
+            adapter = tst_trainer.train(data, tmp_path / "adapter", seed=0)
+            tst_predictor.load_adapter(adapter)
+            tuned = tst_predictor.predict([QUESTION])[0].option_probs
+            assert tuned["A"] > base["A"], (base, tuned)
+
+        def test_leaky_user(tst_predictor):
+            import torch
+
+            SEEN.append(id(tst_predictor))
+            KEPT.append(torch.ones(512 * 2**20, dtype=torch.uint8))
+
+        def test_after_the_leak(tst_predictor):
+            KEPT.clear()
+            SEEN.append(id(tst_predictor))
+            assert len(set(SEEN)) == 1, "the predictor is built once per model"
+        """
+    )
+    result = pytester.runpytest_subprocess(*plugin_args())
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaky_user*",
+            "*the shared hf predictor of tiny: * NOT released: after clean-up of test(s) test_leaky_user*",
+            "| test | device | baseline | before | peak | after clean-up | after - baseline |*",
+            "| test_leaky_user?tiny-hf? | * | NO |",
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_ray_runtime_with_logical_gpus(pytester):
+    pytest.importorskip("ray")
+    pytester.makepyfile(
+        """
+        import ray
+
+        def test_runtime(tst_ray):
+            assert tst_ray.started and not tst_ray.joined
+            assert tst_ray.gpus == 2 and tst_ray.cpus >= 3
+
+            @ray.remote(num_gpus=1)
+            def visible():
+                import os
+                return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+            assert sorted(ray.get([visible.remote(), visible.remote()], timeout=120)) == ["0", "1"]
+
+        def test_same_runtime(tst_ray):
+            assert ray.is_initialized()
+
+        def test_zz_shut_down_at_the_end():
+            pass
+        """
+    )
+    pytester.makeconftest(
+        """
+        import ray
+
+        def pytest_sessionfinish(session):
+            print("RAY_AFTER_SESSION", ray.is_initialized())
+        """
+    )
+    result = pytester.runpytest_subprocess(*plugin_args(), "-s", "--tst-gpus=2", "--tst-workers=3")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*RAY_AFTER_SESSION False*"])

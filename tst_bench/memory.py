@@ -1,0 +1,398 @@
+"""Memory around every fold: NVML per GPU, or this process's RSS where there is no NVML.
+
+`MemoryMonitor` is a FoldObserver: it reads every device before the run, before each fold, after
+each fold's clean-up, and samples in a background thread while the fold runs to catch its peak.
+NVML gives device-wide used/total memory and, where NVML lists this process (not inside every
+container: PIDs may be the host's), the process's own share. Without NVML the monitor says why and
+records the process RSS instead (source "rss"); it never reports a number it did not read.
+
+`check_memory` is the regression check: after each fold's clean-up, memory must be back within a
+tolerance of the baseline (what was in use when the first fold started, the base model resident);
+its table is what a failing assertion shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .folds import FoldSpec
+from .hardware import MIB, GpuDevice, discover_gpus, nvml, nvml_status, release_nvml, total_memory_mib
+from .schemas import DeviceMemory, FoldMemory
+
+logger = logging.getLogger(__name__)
+
+MemorySource = Literal["nvml", "rss"]
+DEFAULT_INTERVAL_S = 0.02
+
+
+class MemoryProbe(ABC):
+    """Reads the memory of each watched device once."""
+
+    source: MemorySource
+    note: str = ""
+
+    @abstractmethod
+    def read(self) -> list[DeviceMemory]: ...
+
+    @property
+    @abstractmethod
+    def devices(self) -> list[str]: ...
+
+    def close(self) -> None:
+        """Release the library handle, if any."""
+
+
+class NvmlProbe(MemoryProbe):
+    """Device-wide used/total per GPU from NVML, plus this process's usage where NVML lists it."""
+
+    source: MemorySource = "nvml"
+
+    def __init__(self, gpus: Sequence[GpuDevice]):
+        if not gpus:
+            raise ValueError("NvmlProbe needs at least one GPU")
+        self._nvml = nvml()
+        self.gpus = list(gpus)
+        self._handles = [self._nvml.nvmlDeviceGetHandleByUUID(gpu.uuid) for gpu in self.gpus]
+        self._pid = os.getpid()
+        self.note = f"NVML device memory of {', '.join(g.label for g in self.gpus)} ({self.gpus[0].name})"
+
+    @property
+    def devices(self) -> list[str]:
+        return [gpu.label for gpu in self.gpus]
+
+    def read(self) -> list[DeviceMemory]:
+        readings = []
+        for gpu, handle in zip(self.gpus, self._handles):
+            info = self._nvml.nvmlDeviceGetMemoryInfo(handle)
+            readings.append(
+                DeviceMemory(
+                    device=gpu.label,
+                    used_mib=info.used / MIB,
+                    total_mib=info.total / MIB,
+                    process_mib=self._process_mib(handle),
+                    uuid=gpu.uuid,
+                )
+            )
+        return readings
+
+    def _process_mib(self, handle) -> float | None:
+        try:
+            processes = self._nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        except self._nvml.NVMLError:
+            return None
+        for process in processes:
+            used = getattr(process, "usedGpuMemory", None)
+            if process.pid == self._pid and used is not None:
+                return used / MIB
+        return None
+
+    def close(self) -> None:
+        if self._handles:
+            self._handles = []
+            release_nvml()
+
+
+class RssProbe(MemoryProbe):
+    """This process's resident set size, the only honest number without NVML."""
+
+    source: MemorySource = "rss"
+
+    def __init__(self, note: str = ""):
+        self.note = note
+        self._label = f"rss (pid {os.getpid()})"
+        self._total = total_memory_mib()
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self._statm = os.path.exists("/proc/self/statm")
+        if not self._statm:
+            import psutil  # outside Linux /proc is missing; psutil reads RSS there
+
+            self._process = psutil.Process()
+
+    @property
+    def devices(self) -> list[str]:
+        return [self._label]
+
+    def rss_mib(self) -> float:
+        if self._statm:
+            with open("/proc/self/statm", encoding="ascii") as handle:
+                return int(handle.read().split()[1]) * self._page / MIB
+        return self._process.memory_info().rss / MIB
+
+    def read(self) -> list[DeviceMemory]:
+        rss = self.rss_mib()
+        return [DeviceMemory(device=self._label, used_mib=rss, total_mib=self._total, process_mib=rss)]
+
+
+def open_probe(gpus: Sequence[GpuDevice] | None = None) -> MemoryProbe:
+    """NVML over the visible GPUs when it works, else RSS with the reason in `note`."""
+    gpus = list(discover_gpus()) if gpus is None else list(gpus)
+    status = nvml_status()
+    if not status.available:
+        note = f"{status.describe()}; recording this process's RSS instead of GPU memory"
+    elif not gpus:
+        note = "NVML works but no GPU is visible (CUDA_VISIBLE_DEVICES); recording this process's RSS"
+    else:
+        return NvmlProbe(gpus)
+    logger.info("%s", note)
+    return RssProbe(note)
+
+
+class PeakSampler:
+    """Reads the probe every `interval_s` in a thread and keeps the highest value per device."""
+
+    def __init__(self, probe: MemoryProbe, interval_s: float = DEFAULT_INTERVAL_S):
+        self.probe = probe
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._peak: list[DeviceMemory] = []
+        self.samples = 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self, first: list[DeviceMemory]) -> None:
+        self._peak = list(first)
+        self.samples = 1
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="tst-memory-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                reading = self.probe.read()
+            except Exception as error:  # a failed read must not kill the fold; the gap is logged
+                logger.warning("memory sample failed: %s", error)
+                continue
+            self._add(reading)
+
+    def _add(self, reading: list[DeviceMemory]) -> None:
+        with self._lock:
+            self._peak = [higher(old, new) for old, new in zip(self._peak, reading)]
+            self.samples += 1
+
+    def stop(self, last: list[DeviceMemory]) -> list[DeviceMemory]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._add(last)
+        return self._peak
+
+
+def higher(old: DeviceMemory, new: DeviceMemory) -> DeviceMemory:
+    process = [value for value in (old.process_mib, new.process_mib) if value is not None]
+    return old.model_copy(
+        update={"used_mib": max(old.used_mib, new.used_mib), "process_mib": max(process) if process else None}
+    )
+
+
+class MemoryReport(BaseModel):
+    """Everything a monitor read during one run."""
+
+    source: MemorySource
+    note: str
+    devices: list[str]
+    interval_s: float
+    before_run: list[DeviceMemory]
+    folds: dict[str, FoldMemory]
+
+    def check(self, tolerance_mib: float) -> MemoryCheck:
+        return check_memory(self.folds, tolerance_mib, self.source)
+
+
+class MemoryMonitor:
+    """A FoldObserver recording memory before, during (peak) and after each fold's clean-up."""
+
+    def __init__(self, probe: MemoryProbe | None = None, interval_s: float = DEFAULT_INTERVAL_S):
+        self.probe = probe if probe is not None else open_probe()
+        self.interval_s = interval_s
+        self.before_run = self.probe.read()
+        self.folds: dict[str, FoldMemory] = {}
+        self._sampler = PeakSampler(self.probe, interval_s)
+        self._before: list[DeviceMemory] = []
+        self._key = ""
+
+    @property
+    def source(self) -> MemorySource:
+        return self.probe.source
+
+    def begin(self, key: str) -> None:
+        """Start watching one fold (or any unit of work named `key`)."""
+        self._key = key
+        self._before = self.probe.read()
+        self._sampler.start(self._before)
+
+    def end(self) -> FoldMemory:
+        """Stop watching: the reading after clean-up, with the peak since `begin`."""
+        after = self.probe.read()
+        peak = self._sampler.stop(after)
+        memory = FoldMemory(
+            source=self.probe.source,
+            before=self._before,
+            peak=peak,
+            after_cleanup=after,
+            interval_s=self.interval_s,
+            samples=self._sampler.samples,
+        )
+        self.folds[self._key] = memory
+        return memory
+
+    def fold_started(self, spec: FoldSpec) -> None:
+        self.begin(spec.key)
+
+    def fold_finished(self, spec: FoldSpec) -> FoldMemory:
+        return self.end()
+
+    def report(self) -> MemoryReport:
+        return MemoryReport(
+            source=self.probe.source,
+            note=self.probe.note,
+            devices=self.probe.devices,
+            interval_s=self.interval_s,
+            before_run=self.before_run,
+            folds=dict(self.folds),
+        )
+
+    def close(self) -> None:
+        if self._sampler.running:
+            self._sampler.stop(self.probe.read())
+        self.probe.close()
+
+    def __enter__(self) -> MemoryMonitor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class MemoryRow(BaseModel):
+    fold: str
+    device: str
+    baseline_mib: float
+    before_mib: float
+    peak_mib: float
+    after_mib: float
+    process_after_mib: float | None
+    growth_mib: float
+    ok: bool
+
+
+class MemoryCheck(BaseModel):
+    """The regression check's verdict, with one row per fold and device."""
+
+    source: MemorySource
+    subject: str = "fold"  # what each row's label names: a fold, or a test using a shared predictor
+    tolerance_mib: float
+    ok: bool
+    worst_growth_mib: float
+    rows: list[MemoryRow]
+
+    def table(self) -> str:
+        return memory_table(self.rows, self.tolerance_mib, self.subject)
+
+    def message(self) -> str:
+        failed = sorted({row.fold for row in self.rows if not row.ok})
+        unit = "GPU memory (NVML)" if self.source == "nvml" else "process RSS (no NVML)"
+        verdict = (
+            f"{unit} back within {self.tolerance_mib:g} MiB of the baseline after every"
+            f" {self.subject}'s clean-up"
+            if self.ok
+            else f"{unit} NOT released: after clean-up of {self.subject}(s) {', '.join(failed)} it stayed"
+            f" up to {self.worst_growth_mib:+.0f} MiB above the baseline"
+            f" (tolerance {self.tolerance_mib:g} MiB)"
+        )
+        return f"{verdict}\n{self.table()}"
+
+
+class MemoryNotReleased(AssertionError):
+    """A fold left more memory in use than the tolerance allows."""
+
+
+def check_memory(
+    folds: Mapping[str, FoldMemory],
+    tolerance_mib: float,
+    source: MemorySource | None = None,
+    subject: str = "fold",
+) -> MemoryCheck:
+    """Compare each fold's after-clean-up reading with the baseline (the first fold's `before`)."""
+    if not folds:
+        raise ValueError("no fold memory was recorded: nothing to check")
+    first = next(iter(folds.values()))
+    baseline = {reading.device: reading.used_mib for reading in first.before}
+    rows = []
+    for key, memory in folds.items():
+        peaks = {reading.device: reading.used_mib for reading in memory.peak}
+        befores = {reading.device: reading.used_mib for reading in memory.before}
+        for after in memory.after_cleanup:
+            growth = after.used_mib - baseline[after.device]
+            rows.append(
+                MemoryRow(
+                    fold=key,
+                    device=after.device,
+                    baseline_mib=baseline[after.device],
+                    before_mib=befores[after.device],
+                    peak_mib=peaks[after.device],
+                    after_mib=after.used_mib,
+                    process_after_mib=after.process_mib,
+                    growth_mib=growth,
+                    ok=growth <= tolerance_mib,
+                )
+            )
+    return MemoryCheck(
+        source=source or first.source,
+        subject=subject,
+        tolerance_mib=tolerance_mib,
+        ok=all(row.ok for row in rows),
+        worst_growth_mib=max(row.growth_mib for row in rows),
+        rows=rows,
+    )
+
+
+def assert_memory_released(
+    report: MemoryReport | Mapping[str, FoldMemory], tolerance_mib: float
+) -> MemoryCheck:
+    """The check as an assertion: raises MemoryNotReleased with the per-fold table."""
+    check = (
+        report.check(tolerance_mib)
+        if isinstance(report, MemoryReport)
+        else check_memory(report, tolerance_mib)
+    )
+    if not check.ok:
+        raise MemoryNotReleased(check.message())
+    return check
+
+
+def memory_table(rows: Sequence[MemoryRow], tolerance_mib: float, subject: str = "fold") -> str:
+    """A Markdown table (MiB), ready to paste into a note."""
+    header = (
+        f"| {subject} | device | baseline | before | peak | after clean-up | after - baseline | this process"
+        f" (after) | within {tolerance_mib:g} MiB |"
+    )
+    lines = [header, "|" + "---|" * 9]
+    for row in rows:
+        process = f"{row.process_after_mib:.0f}" if row.process_after_mib is not None else "not listed"
+        lines.append(
+            f"| {row.fold} | {row.device} | {row.baseline_mib:.0f} | {row.before_mib:.0f}"
+            f" | {row.peak_mib:.0f} | {row.after_mib:.0f} | {row.growth_mib:+.0f} | {process}"
+            f" | {'yes' if row.ok else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def describe_source(report: MemoryReport) -> str:
+    before = ", ".join(
+        f"{r.device} {r.used_mib:.0f}" + (f"/{r.total_mib:.0f}" if r.total_mib else "") + " MiB"
+        for r in report.before_run
+    )
+    return f"memory source: {report.source} ({report.note}); before the run: {before}"
