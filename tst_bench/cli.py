@@ -83,8 +83,20 @@ def add_run_command(commands) -> None:
     run.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
     run.add_argument("--device", default="auto")
     run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    run.add_argument("--executor", default="sequential")
-    run.add_argument("--workers", type=int, default=1)
+    run.add_argument(
+        "--executor", default="sequential", help="sequential, or ray (folds spread over GPU workers)"
+    )
+    run.add_argument(
+        "--workers", type=int, default=1, help="ray: fold workers (0: GPUs x workers-per-GPU, or one per CPU)"
+    )
+    run.add_argument("--workers-per-gpu", type=int, default=1, help="ray: fold workers packed on one GPU")
+    run.add_argument(
+        "--ray-address",
+        help="ray: join this cluster (auto or HOST:PORT); default: $RAY_ADDRESS, else start one",
+    )
+    run.add_argument(
+        "--gpus", type=int, help="ray: GPUs of a cluster we start (default: detected; logical GPUs on CPU)"
+    )
     run.add_argument("--group-by", action="append", metavar="COLUMN", help="group column(s) to report")
     run.add_argument("--predictor-option", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--trainer-option", action="append", default=[], metavar="KEY=VALUE")
@@ -128,6 +140,9 @@ def run_command(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         executor=args.executor,
         workers=args.workers,
+        workers_per_gpu=args.workers_per_gpu,
+        ray_address=args.ray_address,
+        ray_gpus=args.gpus,
         predictor_options=parse_options(args.predictor_option, "--predictor-option"),
         trainer_options=parse_options(args.trainer_option, "--trainer-option"),
         group_columns=tuple(args.group_by) if args.group_by else DEFAULT_GROUP_COLUMNS,
