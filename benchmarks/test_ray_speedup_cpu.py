@@ -9,7 +9,8 @@ Workers are CPU shares (each gets CPUs/N threads; the sequential run uses torch'
 cores). A second sequential baseline pinned to one thread is recorded because on an oversubscribed
 machine a multi-threaded torch process slows down far more than single-threaded ones, which
 inflates Ray's apparent speedup; on a quiet machine the two baselines are close. Sizes can be set
-with TST_BENCH_RAY_ROWS, TST_BENCH_RAY_FOLD_COUNTS ("2,4,8") and TST_BENCH_RAY_WORKERS ("1,2").
+with TST_BENCH_RAY_ROWS, TST_BENCH_RAY_FOLD_COUNTS ("2,4,8"), TST_BENCH_RAY_WORKERS ("1,2") and
+TST_BENCH_RAY_BASELINE_THREADS ("default,1": the sequential baselines; the first is the headline).
 """
 
 import contextlib
@@ -121,56 +122,73 @@ def pays_from(folds: list[int], speedups: list[float]) -> int | None:
     return None
 
 
+def baseline_threads() -> dict[str, int | None]:
+    """Sequential baselines by name: torch's default thread count ("default") and/or fixed counts."""
+    names = os.environ.get("TST_BENCH_RAY_BASELINE_THREADS", "default,1").split(",")
+    return {
+        ("sequential" if name == "default" else f"sequential_{name}_thread"): None
+        if name == "default"
+        else int(name)
+        for name in names
+    }
+
+
 def test_fold_parallel_tst_speedup(benchmark, tmp_path):
     import torch
 
     widest = max(WORKER_COUNTS)
-    sweep_figures: dict = {"folds": FOLD_COUNTS, "sequential_s": [], "ray_s": []}
+    most = max(FOLD_COUNTS)
+    baselines = baseline_threads()
+    seconds: dict[str, list[float]] = {name: [] for name in [*baselines, "ray"]}
     worker_seconds: list[float] = []
+
+    def same_samples(left: str, right: str) -> bool:
+        return (tmp_path / left / "samples.jsonl").read_bytes() == (
+            tmp_path / right / "samples.jsonl"
+        ).read_bytes()
 
     def sweep():
         with private_ray_tmpdir():
             for folds in FOLD_COUNTS:
-                sequential = run_seconds(tmp_path / f"seq{folds}", folds=folds)
-                ray = run_seconds(tmp_path / f"ray{folds}", folds=folds, executor="ray", workers=widest)
-                assert (tmp_path / f"ray{folds}" / "samples.jsonl").read_bytes() == (
-                    tmp_path / f"seq{folds}" / "samples.jsonl"
-                ).read_bytes()
-                sweep_figures["sequential_s"].append(sequential)
-                sweep_figures["ray_s"].append(ray)
-            most = max(FOLD_COUNTS)
-            with torch_threads(1):
-                sweep_figures["sequential_1_thread_s"] = run_seconds(tmp_path / "seq1t", folds=most)
+                for name, threads in baselines.items():
+                    with torch_threads(threads or torch.get_num_threads()):
+                        seconds[name].append(run_seconds(tmp_path / f"{name}{folds}", folds))
+                seconds["ray"].append(
+                    run_seconds(tmp_path / f"ray{folds}", folds, executor="ray", workers=widest)
+                )
+                assert all(same_samples(f"ray{folds}", f"{name}{folds}") for name in baselines)
             for count in WORKER_COUNTS:
                 if count == widest:
-                    worker_seconds.append(sweep_figures["ray_s"][FOLD_COUNTS.index(most)])
+                    worker_seconds.append(seconds["ray"][-1])
                 else:
-                    worker_seconds.append(
-                        run_seconds(
-                            tmp_path / f"ray{most}w{count}", folds=most, executor="ray", workers=count
-                        )
-                    )
+                    out = tmp_path / f"ray{most}w{count}"
+                    worker_seconds.append(run_seconds(out, most, executor="ray", workers=count))
 
     benchmark.pedantic(sweep, rounds=1, iterations=1)
-    speedups = [s / r for s, r in zip(sweep_figures["sequential_s"], sweep_figures["ray_s"])]
-    baseline = sweep_figures["sequential_s"][FOLD_COUNTS.index(max(FOLD_COUNTS))]
-    baseline_ray = sweep_figures["ray_s"][FOLD_COUNTS.index(max(FOLD_COUNTS))]
+    first = next(iter(baselines))
+    speedup = {name: [s / r for s, r in zip(seconds[name], seconds["ray"])] for name in baselines}
     benchmark.extra_info["tst_speedup"] = speedup_record(
         "workers",
         WORKER_COUNTS,
         worker_seconds,
-        baseline,
-        hardware(f", {max(FOLD_COUNTS)} folds of {ROWS} rows"),
+        seconds[first][-1],
+        hardware(f", {most} folds of {ROWS} rows"),
+    )
+    benchmark.extra_info["tst_speedup"]["baseline"] = (
+        f"{first} ({baselines[first] or torch.get_num_threads()} threads)"
     )
     benchmark.extra_info["fold_sweep"] = {
         "rows": ROWS,
         "folds": FOLD_COUNTS,
         "ray_workers": widest,
-        "sequential_threads": torch.get_num_threads(),
-        "sequential_s": [round(s, 2) for s in sweep_figures["sequential_s"]],
-        "ray_s": [round(s, 2) for s in sweep_figures["ray_s"]],
-        "speedup": [round(s, 3) for s in speedups],
-        "ray_pays_from_folds": pays_from(FOLD_COUNTS, speedups),
-        "sequential_1_thread_s_at_most_folds": round(sweep_figures["sequential_1_thread_s"], 2),
-        "speedup_vs_1_thread_at_most_folds": round(sweep_figures["sequential_1_thread_s"] / baseline_ray, 3),
+        "torch_default_threads": torch.get_num_threads(),
+        **{f"{name}_s": [round(s, 2) for s in values] for name, values in seconds.items()},
+        **{f"speedup_vs_{name}": [round(s, 3) for s in values] for name, values in speedup.items()},
+        **{
+            f"ray_pays_from_folds_vs_{name}": pays_from(FOLD_COUNTS, values)
+            for name, values in speedup.items()
+        },
+        "speedup_by_workers_at_most_folds": {
+            name: [round(seconds[name][-1] / s, 3) for s in worker_seconds] for name in baselines
+        },
     }

@@ -1,4 +1,4 @@
-"""Ray test support: private temp dirs, finding a session's processes, a two-node cluster.
+"""Ray test support: private clusters, finding their processes, a two-node cluster, a small TsT.
 
 Each test cluster lives under its own short RAY_TMPDIR, so the tests never see (or stop) another
 Ray on the machine; `python -m tests.ray_support` runs a head node plus a second node, each with
@@ -7,13 +7,30 @@ one logical GPU, until its stdin closes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+DATASET = "synthetic:shortcut?rows=120&seed=3"
+FOLDS = 6
+TRAINER_OPTIONS = {"num_epochs": 2}
+CLI_RUN = [
+    "run",
+    "--dataset",
+    DATASET,
+    "--folds",
+    str(FOLDS),
+    "--seed",
+    "2",
+    "--trainer-option",
+    "num_epochs=2",
+]
 
 
 def private_ray_tmpdir() -> Path:
@@ -52,6 +69,92 @@ def ray_env(tmpdir: Path) -> dict[str, str]:
     env = {**os.environ, "RAY_TMPDIR": str(tmpdir), "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     return env
+
+
+@contextlib.contextmanager
+def private_local_cluster(num_gpus: int = 2, num_cpus: int = 2) -> Iterator[Path]:
+    """A local cluster for this process (logical GPUs); afterwards none of its processes may remain."""
+    import pytest
+
+    from tst_bench.ray_cluster import ClusterOptions, acquire
+
+    tmpdir = private_ray_tmpdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", str(tmpdir))
+        patch.delenv("RAY_ADDRESS", raising=False)
+        lease = acquire(ClusterOptions(num_gpus=num_gpus, num_cpus=num_cpus))
+        assert lease.started_here
+        try:
+            yield tmpdir
+        finally:
+            lease.release()
+    assert wait_until_gone(tmpdir) == []
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Ray workers use the CPUs; results do not depend on the thread count, only speed does."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- one small TsT that every Ray run must reproduce -----------------------------------------
+
+
+def make_config(out: Path, **overrides):
+    from tst_bench.config import RunConfig
+
+    values = {
+        "dataset": DATASET,
+        "folds": FOLDS,
+        "seed": 2,
+        "out": out,
+        "trainer_options": dict(TRAINER_OPTIONS),
+    }
+    return RunConfig(**{**values, **overrides})
+
+
+def sequential_reference(out: Path) -> Path:
+    from tst_bench.engine import run_tst
+
+    run_tst(make_config(out), progress=False)
+    return out
+
+
+def cli(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "tst_bench.cli", *CLI_RUN, "--out", str(out), *extra]
+
+
+def run_to_the_end(out: Path, tmpdir: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cli(out, *extra), capture_output=True, text=True, timeout=600, env=ray_env(tmpdir))
+
+
+def assert_same_run(out: Path, reference: Path) -> None:
+    for name in ("samples.jsonl", "zero_shot.jsonl"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    result, expected = (json.loads((d / "result.json").read_text()) for d in (out, reference))
+    assert result["score"] == expected["score"]
+    assert result["baselines"] == expected["baselines"]
+    assert [f["score"] for f in result["folds"]] == [f["score"] for f in expected["folds"]]
+
+
+def fold_workers(out: Path) -> dict[str, str]:
+    return {p.stem: json.loads(p.read_text())["worker"] for p in sorted((out / "folds").glob("*.json"))}
+
+
+def assert_same_predictions(got, expected, tolerance: float = 1e-5) -> None:
+    """Same ids, order and predicted labels; option probabilities equal up to float noise."""
+    assert [r.instance_id for r in got] == [r.instance_id for r in expected]
+    assert [r.prediction for r in got] == [r.prediction for r in expected]
+    for left, right in zip(got, expected):
+        for label, prob in right.option_probs.items():
+            assert abs(left.option_probs[label] - prob) <= tolerance, (left.instance_id, label)
 
 
 class TwoNodeCluster:

@@ -1,96 +1,53 @@
-"""Fold-parallel TsT on Ray (CPU, logical GPUs): same results as sequential, faults, resume, 2 nodes."""
+"""Fold-parallel TsT on Ray (CPU, logical GPUs): same results as sequential, faults, Ctrl-C, resume."""
 
-import json
 import logging
 import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tst_bench.config import RunConfig
 from tst_bench.engine import run_tst
 from tst_bench.errors import TsTRuntimeError
-from tst_bench.ray_cluster import ClusterOptions, acquire
 
-from .ray_support import TwoNodeCluster, private_ray_tmpdir, ray_env, wait_until_gone
+from .ray_support import (
+    FOLDS,
+    TRAINER_OPTIONS,
+    assert_same_run,
+    cli,
+    fold_workers,
+    make_config,
+    private_local_cluster,
+    private_ray_tmpdir,
+    ray_env,
+    run_to_the_end,
+    sequential_reference,
+    torch_threads,
+    wait_until_gone,
+)
 
 pytestmark = pytest.mark.slow
-
-DATASET = "synthetic:shortcut?rows=120&seed=3"
-FOLDS = 6
-TRAINER_OPTIONS = {"num_epochs": 2}
-CLI_RUN = [
-    "run",
-    "--dataset",
-    DATASET,
-    "--folds",
-    str(FOLDS),
-    "--seed",
-    "2",
-    "--trainer-option",
-    "num_epochs=2",
-]
-
-
-def make_config(out: Path, **overrides) -> RunConfig:
-    values = {
-        "dataset": DATASET,
-        "folds": FOLDS,
-        "seed": 2,
-        "out": out,
-        "trainer_options": dict(TRAINER_OPTIONS),
-    }
-    return RunConfig(**{**values, **overrides})
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
-    """Ray workers use the CPUs; results do not depend on the thread count, only speed does."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The sequential run every Ray run must reproduce."""
-    out = tmp_path_factory.mktemp("sequential") / "run"
-    run_tst(make_config(out), progress=False)
-    return out
+    return sequential_reference(tmp_path_factory.mktemp("sequential") / "run")
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    tmpdir = private_ray_tmpdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_TMPDIR", str(tmpdir))
-        patch.delenv("RAY_ADDRESS", raising=False)
-        lease = acquire(ClusterOptions(num_gpus=2, num_cpus=2))
+    with private_local_cluster(num_gpus=2, num_cpus=2) as tmpdir:
         yield tmpdir
-        lease.release()
-    assert wait_until_gone(tmpdir) == []
-
-
-def assert_same_run(out: Path, reference: Path) -> None:
-    for name in ("samples.jsonl", "zero_shot.jsonl"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
-    result, expected = (json.loads((d / "result.json").read_text()) for d in (out, reference))
-    assert result["score"] == expected["score"]
-    assert result["baselines"] == expected["baselines"]
-    assert [f["score"] for f in result["folds"]] == [f["score"] for f in expected["folds"]]
-
-
-def fold_workers(out: Path) -> dict[str, str]:
-    return {p.stem: json.loads(p.read_text())["worker"] for p in sorted((out / "folds").glob("*.json"))}
 
 
 class RecordingObserver:
@@ -181,14 +138,6 @@ def test_a_fold_that_fails_stops_the_run_naming_fold_and_worker(ray_cluster, tmp
 # --- the driver as a user runs it: interrupted, killed, resumed ----------------------------
 
 
-def cli(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "tst_bench.cli", *CLI_RUN, "--out", str(out), *extra]
-
-
-def run_to_the_end(out: Path, tmpdir: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cli(out, *extra), capture_output=True, text=True, timeout=600, env=ray_env(tmpdir))
-
-
 def start_cli(out: Path, tmpdir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         cli(out, *extra),
@@ -240,22 +189,3 @@ def test_interrupted_and_killed_drivers_resume_to_the_same_result(reference, tmp
     assert f"{after_kill} of {FOLDS} folds already done" in third.stderr
     assert_same_run(out, reference)
     assert wait_until_gone(tmpdir, timeout=15) == []
-
-
-def test_folds_run_on_both_nodes_of_a_two_node_cluster(reference, tmp_path):
-    tmpdir = private_ray_tmpdir()
-    cluster = TwoNodeCluster(tmpdir)
-    try:
-        out = tmp_path / "run"
-        completed = run_to_the_end(
-            out, tmpdir, "--executor", "ray", "--workers", "2", "--ray-address", cluster.address
-        )
-        assert completed.returncode == 0, completed.stderr
-        assert f"joining the Ray cluster at {cluster.address}" in completed.stderr
-        nodes = {name.split("node ")[1][:12] for name in fold_workers(out).values()}
-        assert nodes == {node_id[:12] for node_id in cluster.node_ids}
-        assert_same_run(out, reference)
-        assert cluster.raylets_alive()  # we joined it, so we left it running
-    finally:
-        cluster.shutdown()
-    assert wait_until_gone(tmpdir, timeout=30) == []

@@ -14,37 +14,23 @@ from tst_bench.errors import TsTRuntimeError
 from tst_bench.models.resident import ResidentModel
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.predictors.pool import RayPredictorPool
-from tst_bench.ray_cluster import ClusterOptions, acquire
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 
-from .ray_support import private_ray_tmpdir, wait_until_gone
+from .ray_support import assert_same_predictions, private_local_cluster, torch_threads
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A private local cluster for this module; afterwards none of its processes may remain."""
-    tmpdir = private_ray_tmpdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_TMPDIR", str(tmpdir))
-        patch.delenv("RAY_ADDRESS", raising=False)
-        lease = acquire(ClusterOptions(num_gpus=2, num_cpus=2))
-        assert lease.started_here
+    with private_local_cluster(num_gpus=2, num_cpus=2) as tmpdir:
         yield tmpdir
-        lease.release()
-    assert wait_until_gone(tmpdir) == []
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
-    """The Ray workers use the CPUs; results do not depend on the thread count, only speed does."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +56,6 @@ def make_pool(tiny_source, workers=2, **options) -> RayPredictorPool:
     pool = PREDICTORS["ray_hf"](BackendContext(config, tiny_source))
     assert isinstance(pool, RayPredictorPool)
     return pool
-
-
-def assert_same_predictions(got, expected):
-    assert [r.instance_id for r in got] == [r.instance_id for r in expected]
-    assert [r.prediction for r in got] == [r.prediction for r in expected]
-    for left, right in zip(got, expected):
-        for label, prob in right.option_probs.items():
-            assert left.option_probs[label] == pytest.approx(prob, abs=1e-5)
 
 
 def pid_gone(pid, timeout=20.0):
@@ -109,16 +87,18 @@ def test_pool_predicts_in_input_order_like_one_predictor(pool, instances, refere
     assert pool.predict([]) == []
 
 
-def test_file_transport_gives_the_same_predictions(pool, tiny_source, instances, reference):
+@pytest.mark.parametrize("transport", ["files", "object_store_pickle"])
+def test_other_transports_give_the_same_predictions(pool, tiny_source, instances, reference, transport):
     pool.reset()  # give its GPUs to this pool
-    files_pool = make_pool(tiny_source, transport="files")
+    other = make_pool(tiny_source, transport=transport)
     try:
-        assert_same_predictions(files_pool.predict(instances), reference)
-        directory = files_pool._transport.directory
-        assert directory.is_dir() and not list(directory.iterdir())  # exchanged files are removed
+        assert_same_predictions(other.predict(instances), reference)
+        directory = getattr(other._transport, "directory", None)
+        if directory is not None:
+            assert directory.is_dir() and not list(directory.iterdir())  # exchanged files are removed
     finally:
-        files_pool.close()
-    assert not directory.exists()
+        other.close()
+    assert directory is None or not directory.exists()
 
 
 def test_adapter_is_loaded_on_every_worker(pool, tiny_source, records, instances, tmp_path):

@@ -14,6 +14,8 @@ from tst_bench.errors import InputError, TsTRuntimeError
 from tst_bench.predictors.pool import RayPredictorPoolConfig, split_evenly, split_pool_options
 from tst_bench.ray_cluster import plan_workers
 
+from .helpers import run_cli
+
 
 def test_split_evenly_keeps_order_and_balances():
     items = list(range(11))
@@ -64,6 +66,7 @@ def test_executor_options_are_checked_before_anything_is_written(tmp_path):
         ({"executor": "ray", "workers": -1}, "--workers must be 0"),
         ({"executor": "ray", "workers_per_gpu": 0}, "--workers-per-gpu must be at least 1"),
         ({"executor": "ray", "backend": "ray_hf"}, "already spreads inference"),
+        ({"executor": "ray", "ray_address": "headnode"}, "expected auto, HOST:PORT or ray://HOST:PORT"),
         ({"backend": "ray_vllm"}, "ray_vllm needs the 'vllm' backend"),
         ({"backend": "ray_hf", "predictor_options": {"transport": "carrier-pigeon"}}, "unknown transport"),
         (
@@ -77,6 +80,22 @@ def test_executor_options_are_checked_before_anything_is_written(tmp_path):
         with pytest.raises(InputError, match=message):
             prepare_run(RunConfig(**{**base, **overrides}))
     assert not (tmp_path / "run").exists()
+
+
+def test_an_address_where_no_cluster_listens_fails_fast(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a free port, closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    completed = run_cli(
+        "run", "--dataset", "synthetic:shortcut?rows=40", "--folds", "2", "--out", str(tmp_path / "run"),
+        "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
+    )  # fmt: skip
+    assert completed.returncode == 1, completed.stderr
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in completed.stderr
+    assert time.monotonic() - started < 120
 
 
 def test_ray_settings_do_not_change_the_run_fingerprint():

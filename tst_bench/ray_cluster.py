@@ -44,6 +44,26 @@ class ClusterOptions:
         return bool(self.address or os.environ.get("RAY_ADDRESS"))
 
 
+def check_address(address: str | None) -> None:
+    """An InputError unless `address` is None, "auto", HOST:PORT or a ray:// client address."""
+    if address is None or address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--ray-address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast: Ray itself keeps retrying an address where nothing listens."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise TsTRuntimeError(f"no Ray cluster answers at {address}: {error}") from None
+
+
 def require_ray(what: str) -> None:
     """An InputError naming the install step when Ray is missing."""
     import importlib.util
@@ -103,6 +123,8 @@ def _connect(options: ClusterOptions) -> None:
     try:
         if options.joins:
             address = options.address or os.environ["RAY_ADDRESS"]
+            check_address(address)
+            _check_reachable(address)
             logger.info("joining the Ray cluster at %s", address)
             ray.init(address=address, runtime_env=_shipped_code(), log_to_driver=True)
         else:

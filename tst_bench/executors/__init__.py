@@ -10,7 +10,7 @@ from ..errors import InputError
 from ..evaluator import FoldObserver
 from ..folds import FoldSpec
 from ..models import ModelSource
-from ..ray_cluster import require_ray
+from ..ray_cluster import check_address, require_ray
 from ..schemas import QARecord
 from .base import FoldCallback, FoldExecutor
 from .sequential import SequentialExecutor
@@ -30,6 +30,7 @@ def check_executor_options(config: RunConfig) -> None:
         raise InputError(f"--gpus must be 0 or more, got {config.ray_gpus}")
     if config.executor == "ray":
         require_ray("--executor ray")
+    check_address(config.ray_address)
     if config.executor == "ray" and config.backend.startswith("ray_"):
         raise InputError(
             f"--backend {config.backend} already spreads inference over Ray workers; use it with"
