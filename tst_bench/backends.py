@@ -94,9 +94,47 @@ def _llamafactory_trainer(ctx: BackendContext) -> LLMTrainerInterface:
     return LlamaFactoryTrainer(config, source=ctx.source)
 
 
+def _ray_pool(inner: str) -> Callable[[BackendContext], LLMPredictorInterface]:
+    """`ray_<inner>`: backend `inner` on a pool of Ray workers (predictors/pool.py).
+
+    Pool options (num_workers, transport, ...) come from --predictor-option like the inner
+    backend's own; the worker count defaults to --workers, the cluster to --ray-address/--gpus.
+    """
+
+    def build(ctx: BackendContext) -> LLMPredictorInterface:
+        from .predictors.pool import (
+            RayPredictorPool,
+            RayPredictorPoolConfig,
+            RegisteredPredictor,
+            split_pool_options,
+        )
+        from .ray_cluster import require_ray
+
+        require_ray(f"backend ray_{inner}")
+        if inner not in PREDICTORS:
+            raise InputError(f"backend ray_{inner} needs the {inner!r} backend, which is not available")
+        pool_options, inner_options = split_pool_options(ctx.config.predictor_options)
+        inner_config = dataclasses.replace(ctx.config, backend=inner, predictor_options=inner_options)
+        PREDICTORS[inner](BackendContext(inner_config, ctx.source))  # lazy: checks the inner options
+        config = configure(
+            RayPredictorPoolConfig,
+            pool_options,
+            num_workers=ctx.config.workers,
+            workers_per_gpu=ctx.config.workers_per_gpu,
+            ray_address=ctx.config.ray_address,
+            num_gpus=ctx.config.ray_gpus,
+            use_gpus=ctx.config.device != "cpu",
+        )
+        return RayPredictorPool(RegisteredPredictor(inner, inner_config, ctx.source), config)
+
+    return build
+
+
 PREDICTORS: dict[str, Callable[[BackendContext], LLMPredictorInterface]] = {
     "hf": _hf_predictor,
     "vllm": _vllm_predictor,
+    "ray_hf": _ray_pool("hf"),
+    "ray_vllm": _ray_pool("vllm"),
 }
 TRAINERS: dict[str, Callable[[BackendContext], LLMTrainerInterface]] = {
     "peft": _peft_trainer,

@@ -109,8 +109,20 @@ def add_run_options(parser: argparse.ArgumentParser, zero_shot_by_default: bool)
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    parser.add_argument("--executor", default="sequential")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--executor", default="sequential", help="sequential, or ray (folds spread over GPU workers)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="ray: fold workers (0: GPUs x workers-per-GPU, or one per CPU)"
+    )
+    parser.add_argument("--workers-per-gpu", type=int, default=1, help="ray: fold workers packed on one GPU")
+    parser.add_argument(
+        "--ray-address",
+        help="ray: join this cluster (auto or HOST:PORT); default: $RAY_ADDRESS, else start one",
+    )
+    parser.add_argument(
+        "--gpus", type=int, help="ray: GPUs of a cluster we start (default: detected; logical GPUs on CPU)"
+    )
     parser.add_argument("--group-by", action="append", metavar="COLUMN", help="group column(s) to report")
     parser.add_argument("--predictor-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--trainer-option", action="append", default=[], metavar="KEY=VALUE")
@@ -139,6 +151,9 @@ def run_config_from_args(args: argparse.Namespace):
         dtype=args.dtype,
         executor=args.executor,
         workers=args.workers,
+        workers_per_gpu=args.workers_per_gpu,
+        ray_address=args.ray_address,
+        ray_gpus=args.gpus,
         predictor_options=parse_options(args.predictor_option, "--predictor-option"),
         trainer_options=parse_options(args.trainer_option, "--trainer-option"),
         group_columns=tuple(args.group_by) if args.group_by else DEFAULT_GROUP_COLUMNS,

@@ -32,12 +32,23 @@ class RunConfig:
     dtype: str = "auto"
     executor: str = "sequential"
     workers: int = 1
+    workers_per_gpu: int = 1
+    ray_address: str | None = None
+    ray_gpus: int | None = None
     predictor_options: dict[str, Any] = field(default_factory=dict)
     trainer_options: dict[str, Any] = field(default_factory=dict)
     group_columns: tuple[str, ...] = DEFAULT_GROUP_COLUMNS
 
     #: Fields that cannot change a run's numbers; a run may resume with different values.
-    NON_RESULT_FIELDS = ("out", "executor", "workers", "save_adapters")
+    NON_RESULT_FIELDS = (
+        "out",
+        "executor",
+        "workers",
+        "save_adapters",
+        "workers_per_gpu",
+        "ray_address",
+        "ray_gpus",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -18,7 +18,7 @@ from .config import RunConfig
 from .datasets import Dataset, load_dataset
 from .errors import InputError
 from .evaluator import FoldObserver
-from .executors import make_executor
+from .executors import check_executor_options, make_executor
 from .folds import FoldSpec, make_fold_plan
 from .models import ModelSource, resolve_model
 from .results import summarize
@@ -54,6 +54,7 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     plan = make_fold_plan(dataset.records, config.folds, config.seed, config.repeats)
     source = resolve_model(config.model)
     build_trainable(config, source)  # constructors are lazy: this only validates names and options
+    check_executor_options(config)
     return PreparedRun(config, dataset, plan, source, config.fingerprint(dataset.fingerprint))
 
 

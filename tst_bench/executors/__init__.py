@@ -10,11 +10,32 @@ from ..errors import InputError
 from ..evaluator import FoldObserver
 from ..folds import FoldSpec
 from ..models import ModelSource
+from ..ray_cluster import check_address, require_ray
 from ..schemas import QARecord
 from .base import FoldCallback, FoldExecutor
 from .sequential import SequentialExecutor
 
-EXECUTORS = ("sequential",)
+EXECUTORS = ("sequential", "ray")
+
+
+def check_executor_options(config: RunConfig) -> None:
+    """Executor settings that are wrong whatever the cluster looks like."""
+    if config.executor not in EXECUTORS:
+        raise InputError(f"unknown executor {config.executor!r}; choose one of {EXECUTORS}")
+    if config.workers < 0:
+        raise InputError(f"--workers must be 0 (fill the cluster) or more, got {config.workers}")
+    if config.workers_per_gpu < 1:
+        raise InputError(f"--workers-per-gpu must be at least 1, got {config.workers_per_gpu}")
+    if config.ray_gpus is not None and config.ray_gpus < 0:
+        raise InputError(f"--gpus must be 0 or more, got {config.ray_gpus}")
+    if config.executor == "ray":
+        require_ray("--executor ray")
+    check_address(config.ray_address)
+    if config.executor == "ray" and config.backend.startswith("ray_"):
+        raise InputError(
+            f"--backend {config.backend} already spreads inference over Ray workers; use it with"
+            " --executor sequential, or use --executor ray with the plain backend"
+        )
 
 
 def make_executor(
@@ -26,7 +47,18 @@ def make_executor(
 ) -> FoldExecutor:
     if config.executor == "sequential":
         return SequentialExecutor(config, source, records, adapter_dir, observers)
+    if config.executor == "ray":
+        from .ray import RayExecutor
+
+        return RayExecutor(config, source, records, adapter_dir, observers)
     raise InputError(f"unknown executor {config.executor!r}; choose one of {EXECUTORS}")
 
 
-__all__ = ["EXECUTORS", "FoldCallback", "FoldExecutor", "SequentialExecutor", "make_executor"]
+__all__ = [
+    "EXECUTORS",
+    "FoldCallback",
+    "FoldExecutor",
+    "SequentialExecutor",
+    "check_executor_options",
+    "make_executor",
+]
