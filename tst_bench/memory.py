@@ -285,6 +285,7 @@ class MemoryRow(BaseModel):
     after_mib: float
     process_after_mib: float | None
     growth_mib: float
+    allowed_mib: float
     ok: bool
 
 
@@ -305,12 +306,12 @@ class MemoryCheck(BaseModel):
         failed = sorted({row.fold for row in self.rows if not row.ok})
         unit = "GPU memory (NVML)" if self.source == "nvml" else "process RSS (no NVML)"
         verdict = (
-            f"{unit} back within {self.tolerance_mib:g} MiB of the baseline after every"
-            f" {self.subject}'s clean-up"
+            f"{unit} back within {self.tolerance_mib:g} MiB of the steady baseline after every"
+            f" {self.subject}'s clean-up (the first may keep its one-time warm-up)"
             if self.ok
             else f"{unit} NOT released: after clean-up of {self.subject}(s) {', '.join(failed)} it stayed"
             f" up to {self.worst_growth_mib:+.0f} MiB above the baseline"
-            f" (tolerance {self.tolerance_mib:g} MiB)"
+            f" (allowed: {self.tolerance_mib:g} MiB, the first {self.subject} its one-time warm-up)"
         )
         return f"{verdict}\n{self.table()}"
 
@@ -319,19 +320,34 @@ class MemoryNotReleased(AssertionError):
     """A fold left more memory in use than the tolerance allows."""
 
 
+#: What the first fold may leave behind for good. On its first training step CUDA loads the
+#: backward kernels and cuBLAS allocates its workspaces; that memory stays with the process (measured
+#: on an H100 with a 0.5B model: +650 MiB after the first fold, then flat). It is warm-up, not a
+#: leak: a leak shows up as growth from one fold to the next, which the tolerance catches.
+DEFAULT_WARMUP_MIB = 1024.0
+
+
 def check_memory(
     folds: Mapping[str, FoldMemory],
     tolerance_mib: float,
     source: MemorySource | None = None,
     subject: str = "fold",
+    warmup_mib: float = DEFAULT_WARMUP_MIB,
 ) -> MemoryCheck:
-    """Compare each fold's after-clean-up reading with the baseline (the first fold's `before`)."""
+    """After each clean-up, memory must be back where the steady state starts.
+
+    The first fold is compared with the memory before it, allowing `warmup_mib` (at least the
+    tolerance) of one-time warm-up; every later fold with the first fold's after-clean-up reading,
+    allowing `tolerance_mib`.
+    """
     if not folds:
         raise ValueError("no fold memory was recorded: nothing to check")
     first = next(iter(folds.values()))
-    baseline = {reading.device: reading.used_mib for reading in first.before}
+    start = {reading.device: reading.used_mib for reading in first.before}
+    steady = {reading.device: reading.used_mib for reading in first.after_cleanup}
     rows = []
-    for key, memory in folds.items():
+    for index, (key, memory) in enumerate(folds.items()):
+        baseline, allowed = (start, max(warmup_mib, tolerance_mib)) if index == 0 else (steady, tolerance_mib)
         peaks = {reading.device: reading.used_mib for reading in memory.peak}
         befores = {reading.device: reading.used_mib for reading in memory.before}
         for after in memory.after_cleanup:
@@ -346,7 +362,8 @@ def check_memory(
                     after_mib=after.used_mib,
                     process_after_mib=after.process_mib,
                     growth_mib=growth,
-                    ok=growth <= tolerance_mib,
+                    allowed_mib=allowed,
+                    ok=growth <= allowed,
                 )
             )
     return MemoryCheck(
@@ -377,15 +394,15 @@ def memory_table(rows: Sequence[MemoryRow], tolerance_mib: float, subject: str =
     """A Markdown table (MiB), ready to paste into a note."""
     header = (
         f"| {subject} | device | baseline | before | peak | after clean-up | after - baseline | this process"
-        f" (after) | within {tolerance_mib:g} MiB |"
+        " (after) | allowed | released |"
     )
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, "|" + "---|" * 10]
     for row in rows:
         process = f"{row.process_after_mib:.0f}" if row.process_after_mib is not None else "not listed"
         lines.append(
             f"| {row.fold} | {row.device} | {row.baseline_mib:.0f} | {row.before_mib:.0f}"
             f" | {row.peak_mib:.0f} | {row.after_mib:.0f} | {row.growth_mib:+.0f} | {process}"
-            f" | {'yes' if row.ok else 'NO'} |"
+            f" | {row.allowed_mib:g} | {'yes' if row.ok else 'NO'} |"
         )
     return "\n".join(lines)
 

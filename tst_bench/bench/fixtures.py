@@ -118,7 +118,9 @@ def tst_predictor(
         predictor.unload_adapter()
         free_memory()
         memory = monitor.end()
-        check = check_memory({request.node.name: memory}, tst_settings.memory_tolerance_mib, subject="test")
+        check = check_memory(
+            {request.node.name: memory}, tst_settings.memory_tolerance_mib, subject="test", warmup_mib=0
+        )
     if not check.ok:
         tst_predictor_pool.release(tst_model_name)  # the next user starts from a clean reload
         pytest.fail(

@@ -1,8 +1,9 @@
 """Regression rules: a score drop beyond the CI, memory a fold did not release, a speedup drop.
 
 Each rule returns `Finding`s; a finding with `regression=True` makes `tst-bench compare` exit 1.
-Memory release is checked on NVML samples; RSS (the CPU fallback) is only checked on request,
-because a CPU allocator keeps freed pages and RSS rarely returns to its starting point.
+Memory release is the pytest plugin's own check (tst_bench.memory.check_memory), applied to NVML
+samples; RSS (the CPU fallback) is only checked on request, because a CPU allocator keeps freed
+pages and RSS rarely returns to its starting point.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from ..memory import DEFAULT_WARMUP_MIB, MemoryCheck
+from ..memory import check_memory as check_memory_release
 from ..schemas import FoldSummary, TsTResult
 from .inputs import SpeedupSeries
 
@@ -21,8 +24,10 @@ from .inputs import SpeedupSeries
 class Thresholds:
     #: how far below the baseline's 95% CI lower bound a score may fall before it is a regression
     score_tolerance: float = 0.0
-    #: MiB a device may hold after a fold's clean-up above what it held before the fold
+    #: MiB a device may hold after a fold's clean-up above the steady baseline (tst_bench.memory)
     memory_tolerance_mib: float = 256.0
+    #: one-time warm-up the first fold may keep (CUDA kernels, cuBLAS workspaces)
+    memory_warmup_mib: float = DEFAULT_WARMUP_MIB
     #: relative speedup drop at the same GPU/worker count that counts as a regression (0.1 = 10%)
     speedup_drop: float = 0.10
     #: also check RSS samples (CPU runs) for memory release
@@ -40,52 +45,22 @@ class Finding(BaseModel):
     regression: bool
 
 
-@dataclass(frozen=True)
-class Retained:
-    """Memory one device still held after one fold's clean-up, compared with before the fold."""
-
-    fold: str
-    device: str
-    source: str
-    before_mib: float
-    peak_mib: float | None
-    after_mib: float
-
-    @property
-    def retained_mib(self) -> float:
-        return self.after_mib - self.before_mib
-
-
 def fold_label(fold: FoldSummary) -> str:
     return f"r{fold.repeat} f{fold.fold}"
 
 
-def retained_memory(folds: Sequence[FoldSummary]) -> list[Retained]:
-    """Per fold and device: memory before the fold and after its clean-up."""
-    rows = []
-    for fold in folds:
-        if fold.memory is None:
-            continue
-        before = {sample.device: sample.used_mib for sample in fold.memory.before}
-        peak = {sample.device: sample.used_mib for sample in fold.memory.peak}
-        for sample in fold.memory.after_cleanup:
-            if sample.device not in before:
-                continue
-            rows.append(
-                Retained(
-                    fold=fold_label(fold),
-                    device=sample.device,
-                    source=fold.memory.source,
-                    before_mib=before[sample.device],
-                    peak_mib=peak.get(sample.device),
-                    after_mib=sample.used_mib,
-                )
-            )
-    return rows
+def memory_check(folds: Sequence[FoldSummary], thresholds: Thresholds) -> MemoryCheck | None:
+    """The same clean-up check the pytest plugin runs (tst_bench.memory), on a run's folds."""
+    recorded = {fold_label(fold): fold.memory for fold in folds if fold.memory is not None}
+    if not recorded:
+        return None
+    return check_memory_release(
+        recorded, thresholds.memory_tolerance_mib, warmup_mib=thresholds.memory_warmup_mib
+    )
 
 
-def is_unreleased(row: Retained, thresholds: Thresholds) -> bool:
-    return row.retained_mib > thresholds.memory_tolerance_mib
+def is_checked(source: str, thresholds: Thresholds) -> bool:
+    return source == "nvml" or thresholds.check_rss
 
 
 def check_score(
@@ -106,20 +81,16 @@ def check_score(
 
 
 def check_memory(name: str, run: str, result: TsTResult, thresholds: Thresholds) -> list[Finding]:
-    rows = [
-        row
-        for row in retained_memory(result.folds)
-        if row.source == "nvml" or (row.source == "rss" and thresholds.check_rss)
-    ]
-    unreleased = [row for row in rows if is_unreleased(row, thresholds)]
-    if not unreleased:
+    check = memory_check(result.folds, thresholds)
+    if check is None or check.ok or not is_checked(check.source, thresholds):
         return []
-    worst = max(unreleased, key=lambda row: row.retained_mib)
-    folds = len({row.fold for row in unreleased})
+    failed = [row for row in check.rows if not row.ok]
+    worst = max(failed, key=lambda row: row.growth_mib - row.allowed_mib)
     message = (
-        f"memory not released after clean-up in {folds} of {len(result.folds)} folds (worst: fold"
-        f" {worst.fold} on {worst.device} ({worst.source}): {worst.before_mib:.0f} -> {worst.after_mib:.0f}"
-        f" MiB, +{worst.retained_mib:.0f} MiB > tolerance {thresholds.memory_tolerance_mib:.0f} MiB)"
+        f"memory not released after clean-up in {len({row.fold for row in failed})} of"
+        f" {len(result.folds)} folds (worst: fold {worst.fold} on {worst.device} ({check.source}):"
+        f" {worst.after_mib:.0f} MiB, {worst.growth_mib:+.0f} MiB over its baseline"
+        f" {worst.baseline_mib:.0f} MiB > allowed {worst.allowed_mib:.0f} MiB)"
     )
     return [Finding(kind="memory", benchmark=name, run=run, message=message, regression=True)]
 

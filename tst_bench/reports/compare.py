@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ..errors import InputError
+from ..memory import MemoryRow
 from .checks import (
     DEFAULT_THRESHOLDS,
     Finding,
@@ -21,7 +22,7 @@ from .checks import (
     check_memory,
     check_score,
     check_speedup,
-    retained_memory,
+    memory_check,
 )
 from .document import Document, Note, Paragraph, Section, Table, slug
 from .inputs import Benchmark, load_source
@@ -149,12 +150,10 @@ def metric_rows(matched: list[Benchmark | None]) -> list[MetricRow]:
         row("run wall s", from_result(lambda r: r.wall_s), 1),
         row("benchmark mean s", lambda b: b.timing.mean if b.timing else None, 2),
     ]
-    for device in sorted(
-        {r.device for b in matched if b and b.result for r in retained_memory(b.result.folds)}
-    ):
+    for device in sorted({r.device for b in matched for r in memory_rows(b)}):
         rows.append(row(f"peak MiB {device}", lambda b, d=device: memory_extreme(b, d, peak=True), 0))
         rows.append(
-            row(f"max retained MiB {device}", lambda b, d=device: memory_extreme(b, d, peak=False), 0)
+            row(f"max over baseline MiB {device}", lambda b, d=device: memory_extreme(b, d, peak=False), 0)
         )
     counts = sorted({(b.speedup.unit, c) for b in matched if b and b.speedup for c in b.speedup.counts})
     for unit, count in counts:
@@ -164,11 +163,16 @@ def metric_rows(matched: list[Benchmark | None]) -> list[MetricRow]:
     return [r for r in rows if any(value is not None for value in r.values)]
 
 
+def memory_rows(benchmark: Benchmark | None) -> list[MemoryRow]:
+    if benchmark is None or benchmark.result is None:
+        return []
+    check = memory_check(benchmark.result.folds, DEFAULT_THRESHOLDS)
+    return check.rows if check else []
+
+
 def memory_extreme(benchmark: Benchmark, device: str, peak: bool) -> float | None:
-    if benchmark.result is None:
-        return None
-    rows = [r for r in retained_memory(benchmark.result.folds) if r.device == device]
-    values = [r.peak_mib for r in rows if r.peak_mib is not None] if peak else [r.retained_mib for r in rows]
+    rows = [r for r in memory_rows(benchmark) if r.device == device]
+    values = [r.peak_mib for r in rows] if peak else [r.growth_mib for r in rows]
     return max(values) if values else None
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..schemas import FoldSummary, SampleResult, TsTResult
 from . import plots
-from .checks import DEFAULT_THRESHOLDS, Thresholds, check_memory, is_unreleased, retained_memory
+from .checks import DEFAULT_THRESHOLDS, Thresholds, check_memory, is_checked, memory_check
 from .document import Document, Note, Paragraph, Section, Table, slug
 from .environment import Environment
 from .inputs import Benchmark
@@ -286,24 +286,26 @@ def memory_section(prefix: str, result: TsTResult | None, thresholds: Thresholds
 
 
 def memory_table(folds: Sequence[FoldSummary], thresholds: Thresholds) -> Table:
+    check = memory_check(folds, thresholds)
     rows = []
-    for row in retained_memory(folds):
-        checked = row.source == "nvml" or thresholds.check_rss
-        released = ("no" if is_unreleased(row, thresholds) else "yes") if checked else "not checked (RSS)"
+    for row in check.rows if check else []:
+        checked = is_checked(check.source, thresholds)
+        released = ("yes" if row.ok else "no") if checked else "not checked (RSS)"
         rows.append(
             [
                 row.fold,
                 row.device,
-                num(row.before_mib, 0),
+                num(row.baseline_mib, 0),
                 num(row.peak_mib, 0),
                 num(row.after_mib, 0),
-                f"{row.retained_mib:+.0f}",
+                f"{row.growth_mib:+.0f}",
+                num(row.allowed_mib, 0),
                 released,
             ]
         )
-    columns = ["fold", "device", "before MiB", "peak MiB", "after clean-up MiB", "retained MiB"]
-    columns.append(f"released (≤ {thresholds.memory_tolerance_mib:.0f} MiB)")
-    return Table(columns, rows, numeric=(2, 3, 4, 5))
+    columns = ["fold", "device", "baseline MiB", "peak MiB", "after clean-up MiB", "over baseline MiB"]
+    columns += ["allowed MiB", "released"]
+    return Table(columns, rows, numeric=(2, 3, 4, 5, 6))
 
 
 def metadata_section(prefix: str, benchmark: Benchmark) -> Section:
