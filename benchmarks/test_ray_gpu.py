@@ -4,7 +4,8 @@ The model is `random-qwen2-0.5b` (Qwen2-0.5B's shape, random weights): its figur
 memory, not accuracy. Every case runs the same k-fold TsT end to end and compares with the
 sequential executor on one GPU. The sequential run happens in a child process, so this process
 never creates a CUDA context and NVML's used memory must return to its pre-run level once each Ray
-pool is torn down (checked, not just recorded). Sizes: TST_BENCH_GPU_ROWS, TST_BENCH_GPU_FOLDS.
+pool is torn down (checked, not just recorded). Sizes: TST_BENCH_GPU_ROWS, TST_BENCH_GPU_FOLDS, and
+TST_BENCH_GPU_COUNTS (worker or GPU counts, default 1,2,4).
 
 Without NVIDIA GPUs (or NVML) every case skips and says why. On the GPU machine, from the
 repository root: PYTHONPATH=/tmp/site:. python -m pytest benchmarks/test_ray_gpu.py -p no:cacheprovider
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.slow
 MODEL = "random-qwen2-0.5b"
 ROWS = int(os.environ.get("TST_BENCH_GPU_ROWS", "480"))
 FOLDS = int(os.environ.get("TST_BENCH_GPU_FOLDS", "8"))
-COUNTS = (1, 2, 4)
+COUNTS = tuple(int(n) for n in os.environ.get("TST_BENCH_GPU_COUNTS", "1,2,4").split(","))
 #: Used memory may differ from the pre-run level by this much and still count as returned.
 TOLERANCE_MIB = 256.0
 MIB = 2**20

@@ -13,7 +13,6 @@ with TST_BENCH_RAY_ROWS, TST_BENCH_RAY_FOLD_COUNTS ("2,4,8"), TST_BENCH_RAY_WORK
 TST_BENCH_RAY_BASELINE_THREADS ("default,1": the sequential baselines; the first is the headline).
 """
 
-import contextlib
 import os
 import time
 
@@ -25,6 +24,7 @@ from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance
 from tst_bench.engine import run_tst
 from tst_bench.models import resolve_model
+from tst_bench.models.resident import torch_threads
 
 pytestmark = pytest.mark.slow
 
@@ -37,18 +37,6 @@ ROWS = env_ints("TST_BENCH_RAY_ROWS", "160")[0]
 FOLD_COUNTS = env_ints("TST_BENCH_RAY_FOLD_COUNTS", "2,4,8")
 WORKER_COUNTS = env_ints("TST_BENCH_RAY_WORKERS", "1,2")
 INFERENCE_ROWS = 4000
-
-
-@contextlib.contextmanager
-def torch_threads(count: int):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def timed(function, *args):

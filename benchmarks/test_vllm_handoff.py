@@ -58,6 +58,7 @@ class FoldProbe:
         self.release_s: list[float] = []
         self.main_mb: list[float] = []
         self.tree_mb: list[float] = []
+        self.engine_pids: list[list[int]] = []
         release = predictor.release_device
 
         def timed_release() -> None:
@@ -75,6 +76,7 @@ class FoldProbe:
         engine = getattr(self.predictor, "engine", None)
         pids = engine.process_ids if engine is not None else []
         main = me.memory_info().rss
+        self.engine_pids.append(pids)
         self.main_mb.append(main / MB)
         self.tree_mb.append((main + sum(psutil.Process(p).memory_info().rss for p in pids)) / MB)
 
@@ -95,10 +97,10 @@ def require_engines(path: str) -> None:
         pytest.skip(f"needs vLLM and LlamaFactory (`make setup`): {error}")
 
 
-@pytest.mark.parametrize("path", list(PATHS))
-def test_fold_handoff(benchmark, tmp_path, path):
+def run_path(benchmark, tmp_path, path: str, folds: int):
+    """`folds` folds of DATASET on one path, timed as one benchmark round; (trainable, probe, results)."""
     require_engines(path)
-    config = RunConfig(dataset=DATASET, folds=FOLDS, seed=0, dtype="float32", zero_shot=False, **PATHS[path])
+    config = RunConfig(dataset=DATASET, folds=folds, seed=0, dtype="float32", zero_shot=False, **PATHS[path])
     records = load_dataset(config.dataset).records
     plan = make_fold_plan(records, config.folds, config.seed)
     trainable = build_trainable(config, resolve_model(config.model))
@@ -112,7 +114,12 @@ def test_fold_handoff(benchmark, tmp_path, path):
         finally:
             evaluator.close()
 
-    results = benchmark.pedantic(run_folds, rounds=1, iterations=1)
+    return trainable, probe, benchmark.pedantic(run_folds, rounds=1, iterations=1)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_fold_handoff(benchmark, tmp_path, path):
+    _, probe, results = run_path(benchmark, tmp_path, path, FOLDS)
     folds = []
     for result, release_s in zip(results, probe.release_s, strict=True):
         timings = result.timings
@@ -151,3 +158,37 @@ def test_fold_handoff(benchmark, tmp_path, path):
     print(f"\n{path}: {wall:.1f}s over {len(folds)} folds ({shares})")
     assert len(results) == FOLDS and all(f["adapter_bytes"] > 0 for f in folds)
     assert info["adapters_total_bytes"] == sum(f["adapter_bytes"] for f in folds)
+
+
+def test_five_rebuilt_engines_do_not_grow_memory(benchmark, tmp_path):
+    """The original design's path over 5 folds: 5 engines built and stopped in this one process,
+    RSS (this process plus the engine's) after each fold's clean-up within 100 MB of the first."""
+    trainable, probe, results = run_path(benchmark, tmp_path, "rebuild", 5)
+    engine = trainable.predictor.engine
+    growth = {
+        "main": max(probe.main_mb) - probe.main_mb[0],
+        "with_engine": max(probe.tree_mb) - probe.tree_mb[0],
+    }
+    adapters = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+    benchmark.extra_info.update(
+        {
+            "engine_builds": engine.builds,
+            "rss_after_cleanup_mb": {"main": probe.main_mb, "with_engine": probe.tree_mb},
+            "rss_growth_mb": growth,
+            "adapters_total_bytes": adapters,
+        }
+    )
+    print(f"\n5 folds, engine rebuilt {engine.builds}x: RSS growth {growth} MB, adapters {adapters} bytes")
+    assert engine.builds == 5 and not engine.running
+    assert len({tuple(pids) for pids in probe.engine_pids}) == 5
+    assert all(stopped(pid) for pids in probe.engine_pids for pid in pids)
+    assert all(r.timings.load_s > 1.0 for r in results)  # each fold paid for an engine start
+    assert all(value <= 100 for value in growth.values()), growth
+    assert adapters == sum(r.adapter_size_bytes for r in results)
+
+
+def stopped(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -3,6 +3,7 @@ failure under `make test` (TST_BENCH_REQUIRE_ENGINES=1), which installs them."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -33,3 +34,13 @@ def require_llamafactory_cli():
         if REQUIRED:
             raise
         pytest.skip(str(error))
+
+
+def require_ray() -> None:
+    """Skips without Ray, without importing it: a test using pytester must not import ray, since
+    pytester drops the modules a test imported and a second import of ray crashes the next
+    `ray.init` in this process (segmentation fault in the core worker)."""
+    if importlib.util.find_spec("ray") is None:
+        if REQUIRED:
+            raise ImportError("ray is not installed; `make setup` installs the [ray] extra")
+        pytest.skip("Ray is not installed; `make setup` installs the [ray] extra")

@@ -46,8 +46,11 @@ def processes_using(tmpdir: Path) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if (entry / "stat").read_text().split(") ")[-1].startswith("Z"):
+            state, parent = (entry / "stat").read_text().split(") ")[-1].split()[:2]
+            if state == "Z":
                 continue  # a zombie has already exited
+            if int(parent) == os.getpid() and b"resource_tracker" in (entry / "cmdline").read_bytes():
+                continue  # this process's multiprocessing helper (an in-process vLLM started it)
             if needle in (entry / "cmdline").read_bytes() or needle in (entry / "environ").read_bytes():
                 found.append(int(entry.name))
         except OSError:
@@ -55,14 +58,23 @@ def processes_using(tmpdir: Path) -> list[int]:
     return found
 
 
-def wait_until_gone(tmpdir: Path, timeout: float = 30.0) -> list[int]:
-    """Processes of `tmpdir` still alive after `timeout` seconds (empty when all exited)."""
+def wait_until_gone(tmpdir: Path, timeout: float = 30.0) -> list[str]:
+    """Processes of `tmpdir` still alive after `timeout` seconds, as "pid: command line" (empty
+    when all exited)."""
     deadline = time.monotonic() + timeout
     while True:
         alive = processes_using(tmpdir)
         if not alive or time.monotonic() > deadline:
-            return alive
+            return [describe_process(pid) for pid in alive]
         time.sleep(0.5)
+
+
+def describe_process(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        command = "(exited)"
+    return f"{pid}: {command[:200]}"
 
 
 def ray_env(tmpdir: Path) -> dict[str, str]:
@@ -88,20 +100,8 @@ def private_local_cluster(num_gpus: int = 2, num_cpus: int = 2) -> Iterator[Path
             yield tmpdir
         finally:
             lease.release()
-    assert wait_until_gone(tmpdir) == []
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Ray workers use the CPUs; results do not depend on the thread count, only speed does."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    left = wait_until_gone(tmpdir)
+    assert not left, f"processes of the private Ray cluster still alive: {left}"
 
 
 # --- one small TsT that every Ray run must reproduce -----------------------------------------

@@ -7,6 +7,8 @@ import pytest
 from tst_bench.bench.entry_point import plugin_args
 from tst_bench.hardware import nvml_status
 
+from .engines import require_ray
+
 SMALL = "synthetic:shortcut?rows=60&seed=2"
 
 
@@ -79,7 +81,7 @@ def test_runner_records_into_benchmark_json_results_and_summary(recorded_session
             "test_bench.py::test_tst: synthetic:shortcut?rows=60?seed=2 | tiny | hf/peft:"
             " TsT accuracy * over 2 folds*",
             "memory source: *",
-            "*back within 256 MiB of the baseline after every fold's clean-up",
+            "*back within 256 MiB of the steady baseline after every fold's clean-up*",
             "| fold | device | baseline | before | peak | after clean-up | after - baseline |*",
             "| r0_f0 | * | yes |",
             "| r0_f1 | * | yes |",
@@ -102,10 +104,10 @@ def test_injected_leak_makes_the_memory_check_fail(pytester):
     unit = "GPU memory (NVML)" if nvml_status().available else "process RSS (no NVML)"
     result.stdout.fnmatch_lines(
         [
-            f"E * {unit} NOT released: after clean-up of fold(s) r0_f0, r0_f1 *(tolerance 256 MiB)",
+            f"E * {unit} NOT released: after clean-up of fold(s) r0_f1 *(allowed: 256 MiB*",
             "E * | fold | device | baseline | before | peak | after clean-up | after - baseline |*",
-            "E * | r0_f0 | * | NO |",
-            "E * | r0_f1 | * | NO |",
+            "E * | r0_f0 | * | 1024 | yes |",
+            "E * | r0_f1 | * | 256 | NO |",
         ]
     )
     result.stdout.fnmatch_lines(["deliberate leak: 512 MiB kept alive per fold"])
@@ -168,7 +170,7 @@ def test_shared_predictor_and_trainer(pytester):
 
 @pytest.mark.slow
 def test_ray_runtime_with_logical_gpus(pytester):
-    pytest.importorskip("ray")
+    require_ray()
     pytester.makepyfile(
         """
         import ray

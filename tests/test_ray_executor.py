@@ -13,6 +13,7 @@ import pytest
 
 from tst_bench.engine import run_tst
 from tst_bench.errors import TsTRuntimeError
+from tst_bench.models.resident import torch_threads
 
 from .ray_support import (
     FOLDS,
@@ -26,7 +27,6 @@ from .ray_support import (
     ray_env,
     run_to_the_end,
     sequential_reference,
-    torch_threads,
     wait_until_gone,
 )
 

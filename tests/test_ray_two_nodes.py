@@ -9,7 +9,7 @@ import pytest
 from tst_bench.backends import PREDICTORS, BackendContext
 from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
-from tst_bench.models.resident import ResidentModel
+from tst_bench.models.resident import ResidentModel, torch_threads
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 
@@ -21,7 +21,6 @@ from .ray_support import (
     private_ray_tmpdir,
     run_to_the_end,
     sequential_reference,
-    torch_threads,
     wait_until_gone,
 )
 

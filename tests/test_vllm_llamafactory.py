@@ -10,21 +10,15 @@ import re
 import psutil
 import pytest
 
-from tst_bench.backends import build_trainable
-from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance
-from tst_bench.evaluator import LLMEvaluator
-from tst_bench.folds import make_fold_plan
 from tst_bench.models.resident import ResidentModel
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
-from tst_bench.predictors.trainable import TrainableLLMPredictorConfig
 
 from .engines import require_llamafactory_cli, require_vllm
 from .helpers import run_cli
 
 require_vllm()
 
-MB = 2**20
 ENGINE_PIDS = re.compile(r"vLLM engine up in .*processes \[([\d, ]+)\]")
 
 
@@ -75,64 +69,3 @@ def test_three_fold_tst_llamafactory_to_vllm(tmp_path, tiny_source):
     zero_shot = [json.loads(line) for line in (out / "zero_shot.jsonl").read_text().splitlines()]
     reference = hf.predict([to_test_instance(records[z["instance_id"]]) for z in zero_shot])
     assert max(abs(z["bias_score"] - r.bias_score) for z, r in zip(zero_shot, reference)) < 1e-3
-
-
-class RssAfterCleanup:
-    """Fold observer: RSS of this process, and of it plus the engine processes, after each fold."""
-
-    def __init__(self, predictor):
-        self.predictor = predictor
-        self.main_mb: list[float] = []
-        self.tree_mb: list[float] = []
-        self.engine_pids: list[list[int]] = []
-
-    def fold_started(self, spec) -> None:
-        pass
-
-    def fold_finished(self, spec):
-        me = psutil.Process()
-        pids = self.predictor.engine.process_ids
-        engine_rss = sum(psutil.Process(pid).memory_info().rss for pid in pids)
-        self.main_mb.append(me.memory_info().rss / MB)
-        self.tree_mb.append((me.memory_info().rss + engine_rss) / MB)
-        self.engine_pids.append(pids)
-
-
-@pytest.mark.slow
-def test_five_folds_rebuild_the_engine_every_fold_without_growing_memory(tmp_path, tiny_source):
-    config = RunConfig(
-        dataset="synthetic:shortcut?rows=150&seed=6",
-        backend="vllm",
-        trainer="llamafactory",
-        folds=5,
-        dtype="float32",
-        predictor_options={"engine_strategy": "rebuild"},
-        trainer_options={"num_epochs": 1},
-    )
-    records = load_dataset(config.dataset).records
-    trainable = build_trainable(config, tiny_source)
-    trainable.config = TrainableLLMPredictorConfig(save_adapters=True)
-    observer = RssAfterCleanup(trainable.predictor)
-    evaluator = LLMEvaluator(trainable, records, observers=[observer])
-    try:
-        results = [
-            evaluator.evaluate_fold(spec, 0, tmp_path / spec.key)
-            for spec in make_fold_plan(records, 5, seed=0)
-        ]
-    finally:
-        evaluator.close()
-
-    engine = trainable.predictor.engine
-    assert engine.builds == 5 and not engine.running  # one engine per fold, all in this process
-    distinct = {tuple(pids) for pids in observer.engine_pids}
-    assert len(distinct) == 5 and all(stopped(pid) for pids in distinct for pid in pids)
-    main_growth = max(observer.main_mb) - observer.main_mb[0]
-    tree_growth = max(observer.tree_mb) - observer.tree_mb[0]
-    assert main_growth <= 100, f"this process grew {main_growth:.0f} MB over 5 folds: {observer.main_mb}"
-    assert tree_growth <= 100, f"process tree grew {tree_growth:.0f} MB over 5 folds: {observer.tree_mb}"
-    assert all(r.timings.load_s > 1.0 for r in results)  # each fold paid for an engine start
-    total = sum(r.adapter_size_bytes for r in results)
-    assert total == sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
-    print(
-        f"5 adapters: {total} bytes; RSS after clean-up (MB) main {observer.main_mb} tree {observer.tree_mb}"
-    )

@@ -130,19 +130,8 @@ def _ray_pool(inner: str) -> Callable[[BackendContext], LLMPredictorInterface]:
     return build
 
 
-PREDICTORS: dict[str, Callable[[BackendContext], LLMPredictorInterface]] = {
-    "hf": _hf_predictor,
-    "vllm": _vllm_predictor,
-    "ray_hf": _ray_pool("hf"),
-    "ray_vllm": _ray_pool("vllm"),
-}
-TRAINERS: dict[str, Callable[[BackendContext], LLMTrainerInterface]] = {
-    "peft": _peft_trainer,
-    "llamafactory": _llamafactory_trainer,
-}
-
-
 def _rf_predictor(ctx: BackendContext) -> LLMPredictorInterface:
+    """TsT-RF: a Random-Forest diagnostic in the same fold loop (see tst_bench/rf)."""
     from .rf.backend import rf_predictor
 
     return rf_predictor(ctx)
@@ -154,9 +143,18 @@ def _rf_trainer(ctx: BackendContext) -> LLMTrainerInterface:
     return rf_trainer(ctx)
 
 
-# TsT-RF: a Random-Forest diagnostic that runs in the same fold loop (see tst_bench/rf).
-PREDICTORS["rf"] = _rf_predictor
-TRAINERS["rf"] = _rf_trainer
+PREDICTORS: dict[str, Callable[[BackendContext], LLMPredictorInterface]] = {
+    "hf": _hf_predictor,
+    "vllm": _vllm_predictor,
+    "ray_hf": _ray_pool("hf"),
+    "ray_vllm": _ray_pool("vllm"),
+    "rf": _rf_predictor,
+}
+TRAINERS: dict[str, Callable[[BackendContext], LLMTrainerInterface]] = {
+    "peft": _peft_trainer,
+    "llamafactory": _llamafactory_trainer,
+    "rf": _rf_trainer,
+}
 
 
 def check_backend_names(config: RunConfig) -> None:

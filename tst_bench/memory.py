@@ -303,14 +303,16 @@ class MemoryCheck(BaseModel):
         return memory_table(self.rows, self.tolerance_mib, self.subject)
 
     def message(self) -> str:
-        failed = sorted({row.fold for row in self.rows if not row.ok})
+        failed_rows = [row for row in self.rows if not row.ok]
+        failed = sorted({row.fold for row in failed_rows})
+        worst_failed = max((row.growth_mib for row in failed_rows), default=self.worst_growth_mib)
         unit = "GPU memory (NVML)" if self.source == "nvml" else "process RSS (no NVML)"
         verdict = (
             f"{unit} back within {self.tolerance_mib:g} MiB of the steady baseline after every"
             f" {self.subject}'s clean-up (the first may keep its one-time warm-up)"
             if self.ok
             else f"{unit} NOT released: after clean-up of {self.subject}(s) {', '.join(failed)} it stayed"
-            f" up to {self.worst_growth_mib:+.0f} MiB above the baseline"
+            f" up to {worst_failed:+.0f} MiB above its baseline"
             f" (allowed: {self.tolerance_mib:g} MiB, the first {self.subject} its one-time warm-up)"
         )
         return f"{verdict}\n{self.table()}"

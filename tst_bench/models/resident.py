@@ -7,10 +7,13 @@ included); the next `model` access loads it again.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+from ..errors import InputError
 from . import ModelSource
 
 logger = logging.getLogger(__name__)
@@ -22,6 +25,9 @@ def pick_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def pick_dtype(dtype: str, device: str):
@@ -58,10 +64,17 @@ class ResidentModel:
     ):
         self.source = source
         self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
+        if dtype not in DTYPES:
+            raise InputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+        self.requested_dtype = dtype
         self.trust_remote_code = trust_remote_code
         self._model: Any = None
         self._tokenizer: Any = None
+
+    @property
+    def dtype(self):
+        """Resolved on first use: asking CUDA about bf16 creates a context we may never need."""
+        return pick_dtype(self.requested_dtype, self.device)
 
     @property
     def tokenizer(self):
@@ -102,3 +115,16 @@ def free_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run a block with `count` torch threads; results do not depend on it, only speed does."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

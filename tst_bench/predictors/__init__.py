@@ -1,0 +1,1 @@
+"""Inference backends behind LLMPredictorInterface (hf, vllm, Ray pools) and the trainable composition."""

@@ -1,0 +1,1 @@
+"""LoRA trainers behind LLMTrainerInterface (peft in-process, LlamaFactory in a subprocess)."""
