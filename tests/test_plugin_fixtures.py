@@ -75,9 +75,13 @@ def test_runner_records_into_benchmark_json_results_and_summary(recorded_session
     record = json.loads(record_file.read_text())
     assert record["nodeid"] == "test_bench.py::test_tst" and record["tst_result"] == tst
     assert (record_file.parent / "result.json").exists() and (record_file.parent / "samples.jsonl").exists()
+    report = pytester.path / "reports"
+    html = (report / "report.html").read_text()
+    assert "test_tst" in html and "<img" in html and (report / "report.md").exists()
     result.stdout.fnmatch_lines(
         [
             "*= tst-bench =*",
+            f"report: {report / 'report.html'}, {report / 'report.md'}",
             "test_bench.py::test_tst: synthetic:shortcut?rows=60?seed=2 | tiny | hf/peft:"
             " TsT accuracy * over 2 folds*",
             "memory source: *",
@@ -204,3 +208,44 @@ def test_ray_runtime_with_logical_gpus(pytester):
     result = pytester.runpytest_subprocess(*plugin_args(), "-s", "--tst-gpus=2", "--tst-workers=3")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*RAY_AFTER_SESSION False*"])
+
+
+SPEEDUP_BENCHMARK = """
+import pytest
+
+@pytest.mark.parametrize("speedup", [[1.0, 1.8], [None, 1.0]])
+def test_speedup(benchmark, speedup):
+    benchmark.extra_info["tst_speedup"] = {
+        "unit": "workers", "counts": [1, 2], "seconds": [2.0, 1.1], "speedup": speedup, "hardware": "2 cores",
+    }
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+def test_not_a_tst_benchmark(benchmark):
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+"""
+
+
+def test_the_session_report_covers_its_tst_benchmarks(pytester):
+    pytester.makepyfile(test_speedup=SPEEDUP_BENCHMARK)
+    result = pytester.runpytest_subprocess(*plugin_args(), "--tst-report=out/report")
+    result.assert_outcomes(passed=3)
+    markdown = (pytester.path / "out" / "report" / "report.md").read_text()
+    assert "test_speedup[speedup0]" in markdown  # the curve with a 1-worker run
+    assert "speedup1" not in markdown and "test_not_a_tst_benchmark" not in markdown
+    result.stdout.fnmatch_lines(["report: *out/report/report.html, *out/report/report.md"])
+
+
+def test_a_report_that_cannot_be_written_fails_the_session(pytester):
+    pytester.makepyfile(test_speedup=SPEEDUP_BENCHMARK)
+    (pytester.path / "taken").write_text("a file where the report directory should go")
+    result = pytester.runpytest_subprocess(*plugin_args(), "--tst-report=taken")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["report not written to *taken: *Error: *"])
+
+
+def test_no_report_without_tst_benchmarks_or_when_turned_off(pytester):
+    pytester.makepyfile(test_speedup=SPEEDUP_BENCHMARK)
+    pytester.runpytest_subprocess(*plugin_args(), "--tst-report=none").assert_outcomes(passed=3)
+    pytester.makepyfile(test_speedup="def test_plain():\n    pass\n")
+    pytester.runpytest_subprocess(*plugin_args()).assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()

@@ -14,7 +14,8 @@ SETTINGS_PROBE = """
 import json
 
 def test_settings(tst_settings):
-    data = {k: (str(v) if k == "results" else v) for k, v in vars(tst_settings).items() if k != "given"}
+    paths = ("results", "report")
+    data = {k: (str(v) if k in paths else v) for k, v in vars(tst_settings).items() if k != "given"}
     print("\\nSETTINGS=" + json.dumps(data, default=list))
 """
 
@@ -36,6 +37,7 @@ def test_defaults_on_a_cpu_machine(pytester):
     assert settings["backends"] == ["hf"] and settings["trainers"] == ["peft"]
     assert settings["folds"] == 5 and settings["memory_tolerance_mib"] == 256.0
     assert settings["inject_leak"] == 0.0 and settings["results"] == "None"
+    assert settings["report"] == str(pytester.path / "reports")
 
 
 def test_command_line_options(pytester):
@@ -53,6 +55,7 @@ def test_command_line_options(pytester):
         "--tst-workers=4",
         "--tst-memory-tolerance-mib=64.5",
         "--tst-results=out",
+        "--tst-report=NONE",
         "--tst-inject-leak=512",
         "--tst-ray-address=127.0.0.1:6379",
     )
@@ -63,6 +66,7 @@ def test_command_line_options(pytester):
     assert (settings["folds"], settings["gpus"], settings["workers"]) == (3, 2, 4)
     assert settings["memory_tolerance_mib"] == 64.5 and settings["inject_leak"] == 512.0
     assert settings["results"] == str(pytester.path / "out")
+    assert settings["report"] == "None"
     assert settings["ray_address"] == "127.0.0.1:6379"
 
 
@@ -75,6 +79,7 @@ def test_ini_options_and_command_line_precedence(pytester):
         tst_folds = 4
         tst_memory_tolerance_mib = 100
         tst_results = ini-results
+        tst_report = ini-reports
         tst_skip_slow = true
         """
     )
@@ -87,6 +92,7 @@ def test_ini_options_and_command_line_precedence(pytester):
     assert settings["folds"] == 2  # the command line wins over the ini file
     assert settings["memory_tolerance_mib"] == 100.0
     assert settings["results"] == str(pytester.path / "ini-results")  # relative to the ini file
+    assert settings["report"] == str(pytester.path / "ini-reports")
     assert settings["skip_slow"] is True
 
 

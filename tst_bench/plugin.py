@@ -3,8 +3,8 @@
 It adds the `tst-bench` option group (with ini equivalents), the markers `gpu`, `multi_gpu(n)` and
 `slow`, the fixtures of `tst_bench.bench.fixtures`, parametrization of benchmarks over the option
 lists (datasets x models x backends x trainers), and a terminal summary of every TsT run with its
-per-fold memory table. Loading it stays cheap: GPUs are discovered through NVML, torch is imported
-only by fixtures that run models.
+per-fold memory table, and the report (Markdown + HTML) of the session's TsT benchmarks. Loading it
+stays cheap: GPUs are discovered through NVML, torch is imported only by fixtures that run models.
 """
 
 from __future__ import annotations
@@ -177,11 +177,31 @@ def check_registry_names(settings: TsTSettings) -> None:
         )
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark has finished its statistics
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    settings = session.config.stash.get(SETTINGS_KEY, None)
+    records = session.config.stash.get(RECORDS_KEY, None)
+    if settings is None or settings.report is None or records is None:
+        return
+    from .bench.report import write_session_report
+    from .errors import TsTError
+
+    try:
+        records.report_files = write_session_report(session.config, settings.report) or []
+    except (TsTError, OSError, ValueError) as error:
+        records.report_error = f"report not written to {settings.report}: {type(error).__name__}: {error}"
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     records = config.stash.get(RECORDS_KEY, None)
-    if records is None or not (records.runs or records.speedup):
+    if records is None or records.empty:
         return
     terminalreporter.section("tst-bench")
+    if records.report_files:
+        terminalreporter.write_line("report: " + ", ".join(str(path) for path in records.report_files))
+    if records.report_error:
+        terminalreporter.write_line(records.report_error, red=True)
     for run in records.runs:
         terminalreporter.write_line(run.headline)
         for line in run.memory_lines.splitlines():

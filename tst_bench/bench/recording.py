@@ -33,6 +33,12 @@ class SessionRecords:
 
     runs: list[RunSummary] = field(default_factory=list)
     speedup: SpeedupRecorder | None = None
+    report_files: list[Path] = field(default_factory=list)
+    report_error: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.runs or self.speedup or self.report_files or self.report_error)
 
 
 def safe_name(nodeid: str) -> str:

@@ -62,6 +62,7 @@ class TsTOutcome:
             "tst_memory_check": self.memory_check().model_dump(mode="json"),
             "tst_hardware": hardware,
             "tst_config": {**self.config.to_dict(), "inject_leak_mib": self.leak_mib},
+            "tst_run_dir": str(self.config.out),  # the report reads the per-sample results there
         }
 
 

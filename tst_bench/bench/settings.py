@@ -18,6 +18,7 @@ CPU_MODELS = ("tiny",)
 GPU_MODELS = ("random-qwen2-0.5b", "tiny")
 DEFAULT_TOLERANCE_MIB = 256.0
 DEFAULT_CPU_WORKERS = 2
+DEFAULT_REPORT_DIR = "reports"
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,13 @@ OPTIONS = (
         "keep a tensor of MIB alive per fold in every TsT run (proves the memory check fails)",
         "MIB",
     ),
+    OptionSpec(
+        "report",
+        "path",
+        "directory for the report written at the end of the session, report.md + report.html"
+        " (default reports/; 'none' writes none)",
+        "DIR",
+    ),
     OptionSpec("ray_address", "str", "join this Ray cluster instead of starting a local one", "ADDRESS"),
     OptionSpec("skip_slow", "flag", "skip tests marked slow"),
 )
@@ -77,6 +85,7 @@ class TsTSettings:
     workers: int | None
     memory_tolerance_mib: float
     results: Path | None
+    report: Path | None
     inject_leak: float
     ray_address: str | None
     skip_slow: bool
@@ -135,6 +144,12 @@ def _number(cast: Callable[[str], Any], minimum: float) -> Callable[[str, str], 
     return parse
 
 
+def _path(value: Any) -> Path | None:
+    """An absolute path; 'none' (any case) means none."""
+    text = str(value).strip()
+    return None if text.lower() == "none" else Path(text).expanduser().resolve()
+
+
 LIMITS = {"folds": (int, 2), "gpus": (int, 0), "workers": (int, 1)}
 
 
@@ -148,7 +163,7 @@ def _raw_value(config: pytest.Config, spec: OptionSpec) -> tuple[Any, str] | Non
         return (True, spec.key) if ini else None
     if ini in (None, [], ""):
         return None
-    if spec.kind == "path" and config.inipath is not None:
+    if spec.kind == "path" and config.inipath is not None and _path(ini) is not None:
         return str(Path(config.inipath).parent / str(ini)), f"ini {spec.key}"
     return ini, f"ini {spec.key}"
 
@@ -168,7 +183,7 @@ def resolve_settings(config: pytest.Config, gpu_count: int) -> TsTSettings:
         elif spec.kind == "float":
             values[spec.name] = _number(float, 0)(value, where)
         elif spec.kind == "path":
-            values[spec.name] = Path(str(value)).expanduser().resolve()
+            values[spec.name] = _path(value)
         elif spec.kind == "flag":
             values[spec.name] = bool(value)
         else:
@@ -183,6 +198,7 @@ def resolve_settings(config: pytest.Config, gpu_count: int) -> TsTSettings:
         workers=values.get("workers"),
         memory_tolerance_mib=values.get("memory_tolerance_mib", DEFAULT_TOLERANCE_MIB),
         results=values.get("results"),
+        report=values.get("report", _path(Path(config.invocation_params.dir) / DEFAULT_REPORT_DIR)),
         inject_leak=values.get("inject_leak", 0.0),
         ray_address=values.get("ray_address"),
         skip_slow=values.get("skip_slow", False),
@@ -206,4 +222,5 @@ def describe(settings: TsTSettings) -> str:
         parts.append(f"INJECTED LEAK {settings.inject_leak:g} MiB/fold")
     if settings.results:
         parts.append(f"results={settings.results}")
+    parts.append(f"report={settings.report or 'none'}")
     return "tst-bench: " + " ".join(parts)
