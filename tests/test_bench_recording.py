@@ -17,6 +17,7 @@ BASE = TsTSettings(
     workers=None,
     memory_tolerance_mib=256,
     results=None,
+    report=None,
     inject_leak=0,
     ray_address=None,
     skip_slow=False,
