@@ -10,3 +10,20 @@ def tiny_source():
     from tst_bench.models import resolve_model
 
     return resolve_model("tiny")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Ray test modules: the driver keeps to one torch thread, leaving the cores to the workers."""
+    from tst_bench.models.resident import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def sequential_run(tmp_path_factory):
+    """The sequential run every Ray run of the shared small TsT must reproduce."""
+    from .ray_support import sequential_reference
+
+    return sequential_reference(tmp_path_factory.mktemp("sequential") / "run")

@@ -13,7 +13,6 @@ import pytest
 
 from tst_bench.engine import run_tst
 from tst_bench.errors import TsTRuntimeError
-from tst_bench.models.resident import torch_threads
 
 from .ray_support import (
     FOLDS,
@@ -26,22 +25,10 @@ from .ray_support import (
     private_ray_tmpdir,
     ray_env,
     run_to_the_end,
-    sequential_reference,
     wait_until_gone,
 )
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with torch_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    return sequential_reference(tmp_path_factory.mktemp("sequential") / "run")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +50,11 @@ class RecordingObserver:
         self.events.append(f"end {spec.key}")
 
 
-def test_packed_workers_reproduce_the_sequential_run(ray_cluster, reference, tmp_path):
+def test_packed_workers_reproduce_the_sequential_run(ray_cluster, sequential_run, tmp_path):
     observer = RecordingObserver()
     config = make_config(tmp_path / "run", executor="ray", workers=4, workers_per_gpu=2)
     run = run_tst(config, [observer], progress=False)
-    assert_same_run(tmp_path / "run", reference)
+    assert_same_run(tmp_path / "run", sequential_run)
     workers = set(fold_workers(tmp_path / "run").values())
     assert len(workers) == 4  # six folds, four workers: each got at least one
     gpus = [name.rsplit("gpu ", 1)[1].rstrip(")") for name in workers]
@@ -106,7 +93,9 @@ def kill_a_worker_mid_fold(tmpdir: Path, killed: list[int], delay: float = 0.5) 
         time.sleep(0.05)
 
 
-def test_a_worker_killed_mid_fold_is_replaced_and_the_run_completes(ray_cluster, reference, tmp_path, caplog):
+def test_a_worker_killed_mid_fold_is_replaced_and_the_run_completes(
+    ray_cluster, sequential_run, tmp_path, caplog
+):
     killed: list[int] = []
     killer = threading.Thread(target=kill_a_worker_mid_fold, args=(ray_cluster, killed), daemon=True)
     killer.start()
@@ -119,7 +108,7 @@ def test_a_worker_killed_mid_fold_is_replaced_and_the_run_completes(ray_cluster,
     assert match, caplog.text
     workers = fold_workers(out)
     assert f"pid {killed[0]}" not in workers[match.group(1)]  # the fold was run again elsewhere
-    assert_same_run(out, reference)
+    assert_same_run(out, sequential_run)
 
 
 def test_a_fold_that_fails_stops_the_run_naming_fold_and_worker(ray_cluster, tmp_path):
@@ -160,7 +149,7 @@ def wait_for_folds(out: Path, count: int, process: subprocess.Popen, timeout: fl
     raise TimeoutError(f"fewer than {count} folds after {timeout}s")
 
 
-def test_interrupted_and_killed_drivers_resume_to_the_same_result(reference, tmp_path):
+def test_interrupted_and_killed_drivers_resume_to_the_same_result(sequential_run, tmp_path):
     tmpdir = private_ray_tmpdir()
     out = tmp_path / "run"
     ray_args = ("--executor", "ray", "--workers", "2", "--gpus", "2")
@@ -187,5 +176,5 @@ def test_interrupted_and_killed_drivers_resume_to_the_same_result(reference, tmp
     third = run_to_the_end(out, tmpdir, *ray_args)
     assert third.returncode == 0, third.stderr
     assert f"{after_kill} of {FOLDS} folds already done" in third.stderr
-    assert_same_run(out, reference)
+    assert_same_run(out, sequential_run)
     assert wait_until_gone(tmpdir, timeout=15) == []

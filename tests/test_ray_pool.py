@@ -11,7 +11,7 @@ from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
 from tst_bench.engine import run_tst
 from tst_bench.errors import TsTRuntimeError
-from tst_bench.models.resident import ResidentModel, torch_threads
+from tst_bench.models.resident import ResidentModel
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.predictors.pool import RayPredictorPool
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
@@ -19,19 +19,13 @@ from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 from .engines import require_vllm
 from .ray_support import assert_same_predictions, private_local_cluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
     with private_local_cluster(num_gpus=2, num_cpus=2) as tmpdir:
         yield tmpdir
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")

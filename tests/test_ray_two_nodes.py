@@ -9,7 +9,7 @@ import pytest
 from tst_bench.backends import PREDICTORS, BackendContext
 from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
-from tst_bench.models.resident import ResidentModel, torch_threads
+from tst_bench.models.resident import ResidentModel
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 
@@ -20,22 +20,10 @@ from .ray_support import (
     fold_workers,
     private_ray_tmpdir,
     run_to_the_end,
-    sequential_reference,
     wait_until_gone,
 )
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with torch_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    return sequential_reference(tmp_path_factory.mktemp("sequential") / "run")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +38,7 @@ def cluster():
     assert wait_until_gone(tmpdir, timeout=30) == []
 
 
-def test_folds_run_on_both_nodes(cluster, reference, tmp_path):
+def test_folds_run_on_both_nodes(cluster, sequential_run, tmp_path):
     out = tmp_path / "run"
     completed = run_to_the_end(
         out, cluster.tmpdir, "--executor", "ray", "--workers", "2", "--ray-address", cluster.address
@@ -59,7 +47,7 @@ def test_folds_run_on_both_nodes(cluster, reference, tmp_path):
     assert f"joining the Ray cluster at {cluster.address}" in completed.stderr
     nodes = {name.split("node ")[1][:12] for name in fold_workers(out).values()}
     assert nodes == {node_id[:12] for node_id in cluster.node_ids}
-    assert_same_run(out, reference)
+    assert_same_run(out, sequential_run)
     assert cluster.raylets_alive()  # we joined it, so we left it running
 
 
