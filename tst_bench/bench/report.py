@@ -30,14 +30,15 @@ def session_document(config: pytest.Config) -> dict[str, Any] | None:
         machine_info=session.get_machine_info(),
         commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config),
     )
+    reported = []
     for entry in document["benchmarks"]:
-        extra = entry.get("extra_info") or {}
+        # a copy: pytest-benchmark hands out each benchmark's own live extra_info dict
+        extra = dict(entry.get("extra_info") or {})
         if None in (extra.get("tst_speedup") or {}).get("speedup", ()):
             del extra["tst_speedup"]  # no 1-worker run in this session: nothing to relate to
-    document["benchmarks"] = [
-        entry for entry in document["benchmarks"] if REPORTED_KEYS & set(entry.get("extra_info") or {})
-    ]
-    return document if document["benchmarks"] else None
+        if REPORTED_KEYS & set(extra):
+            reported.append({**entry, "extra_info": extra})
+    return {**document, "benchmarks": reported} if reported else None
 
 
 def write_session_report(config: pytest.Config, out_dir: Path) -> list[Path] | None:
