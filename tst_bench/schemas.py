@@ -160,6 +160,9 @@ class FoldTimings(BaseModel):
     load_s: float = 0.0
     score_s: float = 0.0
     total_s: float = 0.0
+    #: Seconds of engine events inside the phases above (e.g. engine_build, engine_sleep,
+    #: engine_wake, engine_teardown), as the predictor reported them.
+    events: dict[str, float] = Field(default_factory=dict)
 
     @property
     def other_s(self) -> float:

@@ -14,7 +14,7 @@ from typing import Literal
 from ..errors import InputError
 
 Recipe = Literal["tiny", "pretrained"]
-BUILTIN_MODELS = ("tiny", "smollm2-135m", "random-qwen2-0.5b")
+BUILTIN_MODELS = ("tiny", "smollm2-135m", "random-qwen2-0.5b", "random-qwen2.5-7b")
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,10 @@ def resolve_model(spec: str) -> ModelSource:
         from .smollm2 import smollm2_model_dir
 
         return ModelSource(spec, smollm2_model_dir(), "pretrained")
-    if spec == "random-qwen2-0.5b":
-        from .random_init import random_qwen2_dir
+    if spec in ("random-qwen2-0.5b", "random-qwen2.5-7b"):
+        from .random_init import random_model_dir
 
-        return ModelSource(spec, random_qwen2_dir(), "pretrained")
+        return ModelSource(spec, random_model_dir(spec), "pretrained")
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():

@@ -41,6 +41,11 @@ class LLMPredictorInterface(ABC):
     def reset(self) -> None:
         """Free every resource (model weights, engine, device memory); reloads on next use."""
 
+    def take_event_timings(self) -> dict[str, float]:
+        """Seconds spent in engine events (build, sleep, wake, teardown) since the last call,
+        summed per event name; engines without such events report nothing."""
+        return {}
+
     def release_device(self) -> None:
         """Hand the device memory to a trainer in another process; the next use takes it back.
 

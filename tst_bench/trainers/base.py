@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..schemas import LoRAAdapterInfo, TrainingDatum
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One adapter to train: a fold's training rows, where its adapter goes, and its seed."""
+
+    training_data: Sequence[TrainingDatum]
+    output_dir: Path
+    seed: int | None = None
 
 
 class LLMTrainerInterface(ABC):
@@ -21,6 +31,11 @@ class LLMTrainerInterface(ABC):
         self, training_data: Sequence[TrainingDatum], output_dir: Path, seed: int | None = None
     ) -> LoRAAdapterInfo:
         """Train an adapter into `output_dir`; `seed` (else the config's) fixes init and order."""
+
+    def train_many(self, jobs: Sequence[TrainingJob]) -> list[LoRAAdapterInfo]:
+        """Train several adapters (e.g. every fold of a run); trainers that can share one pass
+        over the base model between them override this. Results are in the order of `jobs`."""
+        return [self.train(job.training_data, job.output_dir, seed=job.seed) for job in jobs]
 
     def close(self) -> None:
         """Release what the trainer holds (processes, memory)."""
