@@ -158,3 +158,12 @@ def test_exit_code_and_message_from_a_real_process(tmp_path):
     assert completed.returncode == 2
     assert "row 6: field 'answer'" in completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_is_not_utf8_exits_2_from_a_real_process(tmp_path):
+    dataset = tmp_path / "latin1.jsonl"
+    dataset.write_bytes(GOOD_LINE + b"\n" + LATIN1_ROW + b"\n")
+    completed = run_cli("run", "--dataset", str(dataset), "--out", str(tmp_path / "out"), timeout=120)
+    assert completed.returncode == 2, completed.stderr
+    assert f"{dataset}: row 2: not UTF-8 text: byte 0xe9 at column 18" in completed.stderr
+    assert not (tmp_path / "out").exists()

@@ -12,10 +12,10 @@ from urllib.parse import parse_qsl
 
 from ..errors import InputError
 from ..schemas import QARecord
-from . import synthetic
 from .hub import load_hub_records
 from .readers import SUFFIXES, read_rows
 from .rows import DEFAULT_GROUP_COLUMNS, check_unique_ids, row_to_record
+from .synthetic import SYNTHETIC_KINDS, SyntheticSpec, generate
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,14 @@ def load_dataset(
 def _records(spec: str, group_columns: Sequence[str]) -> tuple[str, Iterator[QARecord]]:
     """The dataset's name and its records, read as they are taken."""
     if spec.startswith("synthetic:"):
-        return spec, iter(synthetic.generate(parse_synthetic_spec(spec)))
+        return spec, iter(generate(parse_synthetic_spec(spec)))
     if spec.startswith("hf:"):
         return load_hub_records(spec, group_columns)
     path = Path(spec).expanduser()
     return str(path), _file_records(path, group_columns)
 
 
-def parse_synthetic_spec(spec: str) -> synthetic.SyntheticSpec:
+def parse_synthetic_spec(spec: str) -> SyntheticSpec:
     kind, _, query = spec.removeprefix("synthetic:").partition("?")
     names = {"rows": int, "seed": int, "strength": float, "fraction": float, "options": int}
     params: dict[str, Any] = {}
@@ -72,12 +72,12 @@ def parse_synthetic_spec(spec: str) -> synthetic.SyntheticSpec:
             raise InputError(f"{spec}: parameter {key!r} must be a number, got {value!r}") from None
     renamed = {"fraction": "shortcut_fraction", "options": "n_options"}
     kwargs = {renamed.get(key, key): value for key, value in params.items()}
-    if kind not in synthetic.SYNTHETIC_KINDS:
+    if kind not in SYNTHETIC_KINDS:
         raise InputError(
             f"{spec}: unknown synthetic dataset {kind!r}; choose one of"
-            f" {', '.join('synthetic:' + k for k in synthetic.SYNTHETIC_KINDS)}"
+            f" {', '.join('synthetic:' + k for k in SYNTHETIC_KINDS)}"
         )
-    return synthetic.SyntheticSpec(kind=kind, **kwargs)
+    return SyntheticSpec(kind=kind, **kwargs)
 
 
 def _file_records(path: Path, group_columns: Sequence[str]) -> Iterator[QARecord]:

@@ -38,6 +38,7 @@ from ..metrics import auroc
 from ..models import resolve_model
 from ..schemas import QARecord
 from ..store import DirectoryKind, open_fingerprinted
+from .plot import plot_curves
 from .selection import removable_count, select_highest_bias, select_random
 from .trajectory import PruneRound, RemovedRow, StopReason, Strategy, Trajectory
 
@@ -155,8 +156,6 @@ def run_prune(config: PruneConfig, overwrite: bool = False, progress: bool = Fal
     if control is not None:
         write_json(store.root / "comparison.json", comparison(ibp, control))
         if config.plot:
-            from .plot import plot_curves
-
             plot = plot_curves(ibp, control, store.root / "curves.png")
     return PruneResult(ibp, control, store.root, plot)
 
