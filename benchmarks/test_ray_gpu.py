@@ -11,18 +11,22 @@ Without NVIDIA GPUs (or NVML) every case skips and says why. On the GPU machine,
 repository root: PYTHONPATH=/tmp/site:. python -m pytest benchmarks/test_ray_gpu.py -p no:cacheprovider
 """
 
+import contextlib
 import os
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from ray_bench_support import cpu_description, private_ray_tmpdir, speedup_record
 
+from tst_bench.bench.settings import DEFAULT_TOLERANCE_MIB
 from tst_bench.config import RunConfig
 from tst_bench.engine import prepare_run, run_tst
+from tst_bench.hardware import GpuDevice, discover_gpus, nvml_status
+from tst_bench.memory import NvmlProbe, PeakSampler
 from tst_bench.models import resolve_model
 
 pytestmark = pytest.mark.slow
@@ -31,67 +35,44 @@ MODEL = "random-qwen2-0.5b"
 ROWS = int(os.environ.get("TST_BENCH_GPU_ROWS", "480"))
 FOLDS = int(os.environ.get("TST_BENCH_GPU_FOLDS", "8"))
 COUNTS = tuple(int(n) for n in os.environ.get("TST_BENCH_GPU_COUNTS", "1,2,4").split(","))
-#: Used memory may differ from the pre-run level by this much and still count as returned.
-TOLERANCE_MIB = 256.0
-MIB = 2**20
 
 
-def nvml_gpus() -> tuple[int, str]:
-    """(number of NVIDIA GPUs, why not more): NVML, so no CUDA context is created here."""
+def require_gpus(wanted: int) -> tuple[GpuDevice, ...]:
+    """The visible NVIDIA GPUs (found through NVML, so no CUDA context is created here), or a skip."""
+    gpus = discover_gpus()
+    if len(gpus) < wanted:
+        pytest.skip(
+            f"needs {wanted} NVIDIA GPU(s) and NVML; {nvml_status().describe()}, {len(gpus)} GPU(s) visible."
+            " Runs on the GPU machine (PYTHONPATH=/tmp/site:. python -m pytest benchmarks/test_ray_gpu.py)"
+        )
+    return gpus
+
+
+@contextlib.contextmanager
+def nvml_probe(gpus: tuple[GpuDevice, ...]) -> Iterator[NvmlProbe]:
+    probe = NvmlProbe(gpus)
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception as error:  # no library, no driver: both mean no GPU measurements
-        return 0, f"NVML not available ({type(error).__name__}: {error})"
-    count = pynvml.nvmlDeviceGetCount()
-    return count, f"{count} NVIDIA GPU(s) visible to NVML"
+        yield probe
+    finally:
+        probe.close()
 
 
-def used_mib(index: int) -> float:
-    import pynvml
-
-    return pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).used / MIB
+def used_mib(probe: NvmlProbe) -> dict[str, float]:
+    return {reading.device: reading.used_mib for reading in probe.read()}
 
 
-def gpu_name(index: int = 0) -> str:
-    import pynvml
-
-    name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(index))
-    return name.decode() if isinstance(name, bytes) else name
-
-
-class PeakMemory:
-    """Samples NVML used memory of some GPUs every 0.1 s while a case runs."""
-
-    def __init__(self, indices: list[int]):
-        self.indices = indices
-        self.peak = dict.fromkeys(indices, 0.0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.1):
-            for index in self.indices:
-                self.peak[index] = max(self.peak[index], used_mib(index))
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def settle_to(indices: list[int], baseline: dict[int, float], timeout: float = 60.0) -> dict[int, float]:
+def settle_to(probe: NvmlProbe, baseline: dict[str, float], timeout: float = 60.0) -> dict[str, float]:
     """Used memory once it is back within tolerance of `baseline` (or whatever it is at timeout)."""
     deadline = time.monotonic() + timeout
     while True:
-        now = {i: used_mib(i) for i in indices}
-        if all(now[i] <= baseline[i] + TOLERANCE_MIB for i in indices) or time.monotonic() > deadline:
+        now = used_mib(probe)
+        if returned(now, baseline) or time.monotonic() > deadline:
             return now
         time.sleep(0.5)
+
+
+def returned(now: dict[str, float], baseline: dict[str, float]) -> bool:
+    return all(now[device] <= baseline[device] + DEFAULT_TOLERANCE_MIB for device in baseline)
 
 
 def config(out: Path, **overrides) -> RunConfig:
@@ -118,99 +99,94 @@ def sequential_seconds(out: Path, gpu: int = 0) -> float:
     return float(completed.stdout.split()[-1])
 
 
-def baseline_mib(out: Path, indices: list[int]) -> dict[int, float]:
+def baseline_mib(out: Path, probe: NvmlProbe) -> dict[str, float]:
     """Used memory before the Ray runs, once the driver has done what it does before any pool exists."""
     prepare_run(config(out, executor="ray"))  # validation builds (lazy) backends in this process
-    return {i: used_mib(i) for i in indices}
+    return used_mib(probe)
 
 
-def ray_case(out: Path, indices: list[int], before: dict[int, float], **overrides) -> dict:
+def ray_case(out: Path, probe: NvmlProbe, before: dict[str, float], **overrides) -> dict:
     """One Ray run in this process: wall time, peak memory, and memory after the pool is gone."""
-    with PeakMemory(indices) as peak:
+    sampler = PeakSampler(probe)
+    sampler.start(probe.read())
+    try:
         run = run_tst(config(out, executor="ray", **overrides), overwrite=True, progress=False)
-    after = settle_to(indices, before)
+    finally:
+        peak = sampler.stop(probe.read())
+    after = settle_to(probe, before)
     workers = sorted({fold.worker or "" for fold in run.folds})
     return {
         "seconds": run.result.wall_s,
         "workers": workers,
         "before_mib": before,
-        "peak_mib": peak.peak,
+        "peak_mib": {reading.device: reading.used_mib for reading in peak},
         "after_teardown_mib": after,
-        "returned": all(after[i] <= before[i] + TOLERANCE_MIB for i in indices),
+        "returned": returned(after, before),
     }
 
 
-def require_gpus(wanted: int) -> int:
-    found, why = nvml_gpus()
-    if found < wanted:
-        pytest.skip(
-            f"needs {wanted} NVIDIA GPU(s) and NVML; {why}. Runs on the GPU machine"
-            " (PYTHONPATH=/tmp/site:. python -m pytest benchmarks/test_ray_gpu.py)"
-        )
-    return found
+def hardware(gpus: tuple[GpuDevice, ...]) -> str:
+    described = f"{len(gpus)} x {gpus[0].name} (NVML), {cpu_description()}"
+    return f"{described}, {MODEL}, {FOLDS} folds of {ROWS} rows"
 
 
-def hardware(gpus: int) -> str:
-    return f"{gpus} x {gpu_name()} (NVML), {cpu_description()}, {MODEL}, {FOLDS} folds of {ROWS} rows"
-
-
-def record(benchmark, counts, cases, sequential, gpus) -> None:
+def record(benchmark, counts, cases, sequential, gpus: tuple[GpuDevice, ...]) -> None:
     seconds = [case["seconds"] for case in cases]
     benchmark.extra_info["tst_speedup"] = speedup_record(
-        "workers" if gpus == 1 else "gpus", counts, seconds, sequential, hardware(gpus)
+        "workers" if len(gpus) == 1 else "gpus", counts, seconds, sequential, hardware(gpus)
     )
     benchmark.extra_info["memory"] = {
-        str(count): {k: v for k, v in case.items() if k != "seconds"} for count, case in zip(counts, cases)
+        str(count): {k: v for k, v in case.items() if k != "seconds"}
+        for count, case in zip(counts, cases, strict=True)
     }
-    benchmark.extra_info["memory_tolerance_mib"] = TOLERANCE_MIB
+    benchmark.extra_info["memory_tolerance_mib"] = DEFAULT_TOLERANCE_MIB
 
 
 def test_packing_fold_workers_on_one_gpu(benchmark, tmp_path):
-    require_gpus(1)
+    gpus = require_gpus(1)[:1]
     resolve_model(MODEL)  # built once, before anything is timed
     cases: list[dict] = []
     figures = {}
 
     def sweep():
         figures["sequential"] = sequential_seconds(tmp_path / "sequential")
-        before = baseline_mib(tmp_path / "probe", [0])
-        with private_ray_tmpdir():
+        with nvml_probe(gpus) as probe, private_ray_tmpdir():
+            before = baseline_mib(tmp_path / "probe", probe)
             for count in COUNTS:
                 out = tmp_path / f"pack{count}"
-                cases.append(ray_case(out, [0], before, workers=count, workers_per_gpu=count, ray_gpus=1))
+                cases.append(ray_case(out, probe, before, workers=count, workers_per_gpu=count, ray_gpus=1))
 
     benchmark.pedantic(sweep, rounds=1, iterations=1)
-    record(benchmark, COUNTS, cases, figures["sequential"], gpus=1)
-    for count, case in zip(COUNTS, cases):
+    record(benchmark, COUNTS, cases, figures["sequential"], gpus)
+    for count, case in zip(COUNTS, cases, strict=True):
         assert len(case["workers"]) == count, case["workers"]
         assert all(name.endswith("gpu 0)") for name in case["workers"])
-    not_returned = {count: case for count, case in zip(COUNTS, cases) if not case["returned"]}
+    not_returned = {count: case for count, case in zip(COUNTS, cases, strict=True) if not case["returned"]}
     assert not not_returned, f"GPU memory did not return to its pre-run level: {not_returned}"
 
 
 def test_one_two_four_gpus(benchmark, tmp_path):
     found = require_gpus(2)
-    counts = [count for count in COUNTS if count <= found]
+    counts = [count for count in COUNTS if count <= len(found)]
     resolve_model(MODEL)
     cases: list[dict] = []
     figures = {}
 
     def sweep():
         figures["sequential"] = sequential_seconds(tmp_path / "sequential")
-        indices = list(range(max(counts)))
-        before = baseline_mib(tmp_path / "probe", indices)
-        with private_ray_tmpdir():
+        with nvml_probe(found[: max(counts)]) as probe, private_ray_tmpdir():
+            before = baseline_mib(tmp_path / "probe", probe)
             for count in counts:
                 cases.append(
-                    ray_case(tmp_path / f"gpus{count}", indices, before, workers=count, ray_gpus=count)
+                    ray_case(tmp_path / f"gpus{count}", probe, before, workers=count, ray_gpus=count)
                 )
 
     benchmark.pedantic(sweep, rounds=1, iterations=1)
-    record(benchmark, counts, cases, figures["sequential"], gpus=found)
+    record(benchmark, counts, cases, figures["sequential"], found)
     targets = {2: 1.8, 4: 3.5}
     benchmark.extra_info["targets"] = {
         str(c): {"target": targets[c], "speedup": figures["sequential"] / case["seconds"]}
-        for c, case in zip(counts, cases)
+        for c, case in zip(counts, cases, strict=True)
         if c in targets
     }
     assert all(case["returned"] for case in cases), [case["after_teardown_mib"] for case in cases]

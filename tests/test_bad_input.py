@@ -91,10 +91,29 @@ def test_bad_options_exit_2(extra_args, message, tmp_path, run_main):
     assert not out.exists()
 
 
+LATIN1_ROW = json.dumps({**GOOD, "id": "q", "question": "Café?"}, ensure_ascii=False).encode("latin-1")
+GOOD_LINE = json.dumps({**GOOD, "id": "r0"}).encode()
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
         ("missing.jsonl", None, "dataset file not found"),
+        (
+            "latin1.jsonl",
+            GOOD_LINE + b"\n\n" + LATIN1_ROW + b"\n",
+            "row 3: not UTF-8 text: byte 0xe9 at column 18",
+        ),
+        (
+            "latin1.json",
+            b"[" + GOOD_LINE + b",\n" + LATIN1_ROW + b"]",
+            "line 2: not UTF-8 text: byte 0xe9 at column 18",
+        ),
+        (
+            "latin1.csv",
+            b'id,question,options,answer\nr0,Q,"[""x"",""y""]",A\nr1,Caf\xe9,"[]",A\n',
+            "line 3: not UTF-8 text: byte 0xe9 at column 7",
+        ),
         ("data.txt", "hello", "unsupported dataset type '.txt'"),
         ("data.csv", "id,question\n1,What?\n", "row 1: field 'answer': missing"),
         ("data.json", "{not json", "invalid JSON"),
@@ -102,12 +121,24 @@ def test_bad_options_exit_2(extra_args, message, tmp_path, run_main):
 )
 def test_bad_files_exit_2(name, content, message, tmp_path, run_main):
     path = tmp_path / name
-    if content is not None:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
         path.write_text(content)
     out = tmp_path / "out"
     code, log = run_main("run", "--dataset", str(path), "--out", str(out))
     assert code == 2
-    assert message in log
+    assert f"{path}: {message}" in log
+    assert not out.exists()
+
+
+def test_a_hub_copy_that_is_not_utf8_exits_2_naming_file_and_row(tmp_path, run_main):
+    path = tmp_path / "test.jsonl"
+    path.write_bytes(GOOD_LINE + b"\n" + LATIN1_ROW + b"\n")
+    out = tmp_path / "out"
+    code, log = run_main("run", "--dataset", f"hf:someone/mirror?file={path}", "--out", str(out))
+    assert code == 2
+    assert f"{path}: row 2: not UTF-8 text: byte 0xe9" in log
     assert not out.exists()
 
 
@@ -126,4 +157,13 @@ def test_exit_code_and_message_from_a_real_process(tmp_path):
     completed = run_cli("run", "--dataset", str(dataset), "--out", str(tmp_path / "out"), timeout=120)
     assert completed.returncode == 2
     assert "row 6: field 'answer'" in completed.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_is_not_utf8_exits_2_from_a_real_process(tmp_path):
+    dataset = tmp_path / "latin1.jsonl"
+    dataset.write_bytes(GOOD_LINE + b"\n" + LATIN1_ROW + b"\n")
+    completed = run_cli("run", "--dataset", str(dataset), "--out", str(tmp_path / "out"), timeout=120)
+    assert completed.returncode == 2, completed.stderr
+    assert f"{dataset}: row 2: not UTF-8 text: byte 0xe9 at column 18" in completed.stderr
     assert not (tmp_path / "out").exists()

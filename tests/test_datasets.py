@@ -80,6 +80,22 @@ def test_limit_and_unique_ids(tmp_path):
     assert len(load_dataset(str(write_jsonl(tmp_path / "d.jsonl", rows)), limit=3).records) == 3
 
 
+def test_limit_counts_records_not_lines(tmp_path):
+    rows = [{"id": str(i), "question": f"q{i}", "options": ["a", "b"], "answer": "A"} for i in range(5)]
+    spaced = write_jsonl(tmp_path / "spaced.jsonl", ["", rows[0], "", "  ", *rows[1:]])
+    assert [r.id for r in load_dataset(str(spaced), limit=3).records] == ["0", "1", "2"]
+    # a bad row after the limit is never read, counted in records as well
+    bad = write_jsonl(tmp_path / "bad_after.jsonl", [rows[0], "", rows[1], "", "{"])
+    assert [r.id for r in load_dataset(str(bad), limit=2).records] == ["0", "1"]
+    # the hub path counts records over all of a split's files
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    write_jsonl(folder / "test-00000-of-00002.jsonl", [rows[0], ""])
+    write_jsonl(folder / "test-00001-of-00002.jsonl", ["", *rows[1:]])
+    records = load_dataset(f"hf:someone/generic?file={folder}", limit=3).records
+    assert [r.id for r in records] == ["0", "1", "2"]
+
+
 def test_synthetic_generator_is_seeded_and_balanced():
     first = generate(SyntheticSpec(kind="shortcut", rows=600, seed=3))
     assert first == generate(SyntheticSpec(kind="shortcut", rows=600, seed=3))

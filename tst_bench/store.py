@@ -8,13 +8,17 @@
     samples.jsonl     one SampleResult per sample, written last
 
 Every file is written to a temporary name and renamed, so a file that exists is complete.
+`open_fingerprinted` is how a run directory (and the prune directory, ibp.runner) is started or
+resumed: a marker file holds the work's fingerprint, and different work is refused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,72 @@ from .jsonl import PydanticJSONLinesReader, PydanticJSONLinesWriter, write_json
 from .schemas import FoldResult, LLMPredictionResult, SampleResult, TsTResult
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DirectoryKind:
+    """One kind of directory tst-bench fills: its name in messages, the marker file that holds the
+    fingerprint and config, what `--overwrite` deletes (nothing else), and how a refusal names the
+    work already there."""
+
+    name: str
+    marker: str
+    owned: tuple[str, ...]
+    describe: Callable[[dict[str, Any]], str]
+
+
+def open_fingerprinted(
+    root: Path, kind: DirectoryKind, fingerprint: str, config: dict[str, Any], overwrite: bool
+) -> None:
+    """Start the work in `root`, or resume it when the marker there has the same fingerprint.
+
+    Different work, an unreadable marker or a folder with other content is an InputError (nothing
+    is touched) unless `overwrite`, which deletes what this kind owns first.
+    """
+    marker = root / kind.marker
+    if marker.exists() and not overwrite:
+        previous = _read_marker(marker)
+        if previous.get("fingerprint") != fingerprint:
+            raise InputError(
+                f"{root} holds a different {kind.name} ({kind.describe(previous.get('config') or {})});"
+                " choose another --out or pass --overwrite"
+            )
+        logger.info("resuming the %s in %s", kind.name, root)
+    elif root.exists() and any(root.iterdir()) and not overwrite:
+        raise InputError(f"{root} exists and is not a tst-bench {kind.name} directory; choose another --out")
+    if overwrite:
+        for name in kind.owned:
+            path = root / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"fingerprint": fingerprint, "config": config})
+
+
+def _read_marker(marker: Path) -> dict[str, Any]:
+    try:
+        previous = json.loads(marker.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(
+            f"{marker} is unreadable ({error}); choose another --out or pass --overwrite"
+        ) from None
+    if not isinstance(previous, dict):
+        raise InputError(f"{marker} is not a tst-bench marker; choose another --out or pass --overwrite")
+    return previous
+
+
+def _describe_run(config: dict[str, Any]) -> str:
+    return f"dataset {config.get('dataset')!r}, model {config.get('model')!r}"
+
+
+RUN_DIRECTORY = DirectoryKind(
+    name="run",
+    marker="run.json",
+    owned=("run.json", "result.json", "samples.jsonl", "zero_shot.jsonl", "folds"),
+    describe=_describe_run,
+)
 
 
 class RunStore:
@@ -60,30 +130,8 @@ class RunStore:
     def open(cls, root: Path, fingerprint: str, config: dict[str, Any], overwrite: bool = False) -> RunStore:
         """Start a run in `root`, or resume the one there if it is the same run."""
         store = cls(root)
-        run_file = store.root / "run.json"
-        if run_file.exists() and not overwrite:
-            previous = json.loads(run_file.read_text())
-            if previous.get("fingerprint") != fingerprint:
-                raise InputError(
-                    f"{root} holds a different run (dataset {previous['config'].get('dataset')!r},"
-                    f" model {previous['config'].get('model')!r}); choose another --out or pass"
-                    " --overwrite"
-                )
-            logger.info("resuming the run in %s", root)
-        elif store.root.exists() and any(store.root.iterdir()) and not overwrite:
-            raise InputError(f"{root} exists and is not a tst-bench run directory; choose another --out")
-        if overwrite:
-            store.clear()
-        store.root.mkdir(parents=True, exist_ok=True)
-        write_json(run_file, {"fingerprint": fingerprint, "config": config})
+        open_fingerprinted(store.root, RUN_DIRECTORY, fingerprint, config, overwrite)
         return store
-
-    def clear(self) -> None:
-        for path in (self.result_path, self.samples_path, self.zero_shot_path, self.root / "run.json"):
-            path.unlink(missing_ok=True)
-        if self.folds_dir.exists():
-            for path in self.folds_dir.glob("*.json"):
-                path.unlink()
 
     def has_fold(self, spec: FoldSpec) -> bool:
         return self.fold_path(spec).exists()

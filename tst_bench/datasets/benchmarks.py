@@ -30,7 +30,9 @@ RowMapper = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class Benchmark:
+class HubBenchmark:
+    """A published benchmark's hub repository, its split, the text columns read and the row mapper."""
+
     name: str
     repo: str
     split: str
@@ -150,8 +152,8 @@ def videomme_row(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-BENCHMARKS: dict[str, Benchmark] = {
-    "cvbench": Benchmark(
+BENCHMARKS: dict[str, HubBenchmark] = {
+    "cvbench": HubBenchmark(
         name="cvbench",
         repo="nyu-visionx/CV-Bench",
         split="test",
@@ -161,7 +163,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         group_columns=("task", "type", "source"),
         to_row=cvbench_row,
     ),
-    "vsibench": Benchmark(
+    "vsibench": HubBenchmark(
         name="vsibench",
         repo="nyu-visionx/VSI-Bench",
         split="test",
@@ -170,7 +172,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         group_columns=("question_type", "dataset"),
         to_row=vsibench_row,
     ),
-    "mmmu": Benchmark(
+    "mmmu": HubBenchmark(
         name="mmmu",
         repo="MMMU/MMMU",
         split="validation",
@@ -180,7 +182,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         group_columns=("subject", "question_type", "subfield", "topic_difficulty"),
         to_row=mmmu_row,
     ),
-    "videomme": Benchmark(
+    "videomme": HubBenchmark(
         name="videomme",
         repo="lmms-lab/Video-MME",
         split="test",
@@ -193,7 +195,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 }  # fmt: skip
 
 
-def benchmark_for(repo: str, declared: str | None) -> Benchmark | None:
+def benchmark_for(repo: str, declared: str | None) -> HubBenchmark | None:
     """The mapper a spec names (`format=`), else the one registered for the repository."""
     if declared is not None:
         return BENCHMARKS[declared]

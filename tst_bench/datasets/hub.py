@@ -20,11 +20,10 @@ from urllib.parse import parse_qsl, urlparse
 
 from ..errors import InputError, row_error
 from ..schemas import QARecord
-from .benchmarks import BENCHMARKS, Benchmark, benchmark_for
+from .benchmarks import BENCHMARKS, HubBenchmark, benchmark_for
+from .readers import SUFFIXES, read_rows
 from .rows import DEFAULT_GROUP_COLUMNS, RowError, row_to_record
 
-#: Preferred first: CV-Bench ships its test split both as a small JSONL and a 392 MB parquet.
-DATA_SUFFIXES = (".jsonl", ".parquet", ".json", ".csv")
 _PARAMETERS = ("split", "config", "revision", "format", "file")
 _PROBE_TIMEOUT_S = 5.0
 
@@ -35,7 +34,7 @@ class HubSpec:
     split: str
     config: str | None
     revision: str | None
-    benchmark: Benchmark | None
+    benchmark: HubBenchmark | None
     file: Path | None
 
     @property
@@ -75,17 +74,23 @@ def parse_hub_spec(spec: str) -> HubSpec:
 
 def load_hub_records(
     spec: str, group_columns: Sequence[str] = DEFAULT_GROUP_COLUMNS
-) -> tuple[str, list[QARecord]]:
-    """The dataset's name and its records; group columns default to the benchmark's own."""
+) -> tuple[str, Iterator[QARecord]]:
+    """The dataset's name and its records over the split's files, read as they are taken; group
+    columns default to the benchmark's own."""
     hub = parse_hub_spec(spec)
     if hub.benchmark is not None and tuple(group_columns) == DEFAULT_GROUP_COLUMNS:
         group_columns = hub.benchmark.group_columns
     files = _local_files(hub) if hub.file is not None else _hub_files(hub)
-    records = []
+    return hub.name, _records(files, hub.benchmark, group_columns)
+
+
+def _records(
+    files: Sequence[Path], benchmark: HubBenchmark | None, group_columns: Sequence[str]
+) -> Iterator[QARecord]:
+    columns = benchmark.columns if benchmark else None
     for path in files:
-        for row_number, row in _rows(path, hub.benchmark):
-            records.append(_record(row, row_number, str(path), hub.benchmark, group_columns))
-    return hub.name, records
+        for row_number, row in read_rows(path, columns):
+            yield _record(row, row_number, str(path), benchmark, group_columns)
 
 
 def select_files(paths: Sequence[str], split: str, config: str | None) -> list[str]:
@@ -98,14 +103,14 @@ def select_files(paths: Sequence[str], split: str, config: str | None) -> list[s
     for path in paths:
         pure = PurePosixPath(path)
         stem = pure.name[: -len(pure.suffix)] if pure.suffix else pure.name
-        if pure.suffix.lower() not in DATA_SUFFIXES:
+        if pure.suffix.lower() not in SUFFIXES:
             continue
         if not (stem == split or fnmatch.fnmatch(stem, f"{split}-*")):
             continue
         if config is not None and config not in pure.parts[:-1]:
             continue
         matches.append(path)
-    for suffix in DATA_SUFFIXES:
+    for suffix in SUFFIXES:
         chosen = sorted(path for path in matches if path.lower().endswith(suffix))
         if chosen:
             return chosen
@@ -184,33 +189,8 @@ def _config_hint(hub: HubSpec) -> str:
     return f" (config {hub.config!r})" if hub.config else ""
 
 
-def _rows(path: Path, benchmark: Benchmark | None) -> Iterator[tuple[int, Any]]:
-    from .loaders import _csv_rows, _json_rows, _jsonl_rows
-
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        yield from _parquet_rows(path, benchmark.columns if benchmark else None)
-    elif suffix in (".jsonl", ".json", ".csv"):
-        yield from {".jsonl": _jsonl_rows, ".json": _json_rows, ".csv": _csv_rows}[suffix](path)
-    else:
-        raise InputError(f"{path}: unsupported file type {suffix!r}; use one of {DATA_SUFFIXES}")
-
-
-def _parquet_rows(path: Path, columns: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
-    """Only the text columns a mapper needs: image and video columns are never decoded."""
-    import pyarrow.parquet as pq
-
-    try:
-        available = pq.read_schema(path).names
-        wanted = [name for name in columns if name in available] if columns else None
-        table = pq.read_table(path, columns=wanted)
-    except Exception as error:  # pyarrow raises many unrelated types for a broken file
-        raise InputError(f"{path}: cannot read parquet: {error}") from None
-    yield from enumerate(table.to_pylist(), start=1)
-
-
 def _record(
-    row: Any, row_number: int, source: str, benchmark: Benchmark | None, group_columns: Sequence[str]
+    row: Any, row_number: int, source: str, benchmark: HubBenchmark | None, group_columns: Sequence[str]
 ) -> QARecord:
     if benchmark is None:
         return row_to_record(row, row_number, source, group_columns)

@@ -18,7 +18,7 @@ _MEDIA_PLACEHOLDER = re.compile(r"<(image|video|audio)>\s*", re.IGNORECASE)
 def blind_instruction(record: QARecord) -> str:
     """Question and options as text, ending with how to answer (the Video-MME style)."""
     if record.format == "mc":
-        lines = [f"{letter}. {option}" for letter, option in zip(record.letters, record.options)]
+        lines = [f"{letter}. {option}" for letter, option in zip(record.letters, record.options, strict=True)]
         return f"{record.question}\nOptions:\n" + "\n".join(lines) + f"\n{MC_INSTRUCTION}"
     suffix = NUM_INSTRUCTION if record.format == "num" else OE_INSTRUCTION
     return f"{record.question}\n{suffix}"

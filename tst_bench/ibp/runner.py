@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,12 +37,19 @@ from ..jsonl import PydanticJSONLinesWriter, write_json
 from ..metrics import auroc
 from ..models import resolve_model
 from ..schemas import QARecord
+from ..store import DirectoryKind, open_fingerprinted
+from .plot import plot_curves
 from .selection import removable_count, select_highest_bias, select_random
 from .trajectory import PruneRound, RemovedRow, StopReason, Strategy, Trajectory
 
 logger = logging.getLogger(__name__)
 PRUNE_FORMAT_VERSION = 1
-_OWNED = ("prune.json", "datasets", "runs", "ibp", "random", "comparison.json", "curves.png")
+PRUNE_DIRECTORY = DirectoryKind(
+    name="prune",
+    marker="prune.json",
+    owned=("prune.json", "datasets", "runs", "ibp", "random", "comparison.json", "curves.png"),
+    describe=lambda config: f"dataset {(config.get('run') or {}).get('dataset')!r}",
+)
 
 
 @dataclass
@@ -116,30 +122,7 @@ class PruneStore:
     def open(cls, config: PruneConfig, overwrite: bool) -> PruneStore:
         assert config.run.out is not None
         store = cls(Path(config.run.out))
-        marker = store.root / "prune.json"
-        fingerprint = config.fingerprint()
-        if marker.exists() and not overwrite:
-            previous = json.loads(marker.read_text())
-            if previous.get("fingerprint") != fingerprint:
-                dataset = previous["config"]["run"]["dataset"]
-                raise InputError(
-                    f"{store.root} holds a different prune (dataset {dataset!r}); choose another --out"
-                    " or pass --overwrite"
-                )
-            logger.info("resuming the prune in %s", store.root)
-        elif store.root.exists() and any(store.root.iterdir()) and not overwrite:
-            raise InputError(
-                f"{store.root} exists and is not a tst-bench prune directory; choose another --out"
-            )
-        if overwrite:
-            for name in _OWNED:
-                path = store.root / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
-        store.root.mkdir(parents=True, exist_ok=True)
-        write_json(marker, {"fingerprint": fingerprint, "config": config.to_dict()})
+        open_fingerprinted(store.root, PRUNE_DIRECTORY, config.fingerprint(), config.to_dict(), overwrite)
         return store
 
     def dataset_path(self, content: str) -> Path:
@@ -173,8 +156,6 @@ def run_prune(config: PruneConfig, overwrite: bool = False, progress: bool = Fal
     if control is not None:
         write_json(store.root / "comparison.json", comparison(ibp, control))
         if config.plot:
-            from .plot import plot_curves
-
             plot = plot_curves(ibp, control, store.root / "curves.png")
     return PruneResult(ibp, control, store.root, plot)
 
@@ -360,7 +341,8 @@ class _Rounds:
 def comparison(ibp: Trajectory, control: Trajectory) -> dict[str, Any]:
     """Both curves on the same x (rows removed so far), for reports."""
     paired = []
-    for ibp_round, control_round in zip(ibp.rounds, control.rounds):
+    # the control stops early where its floors leave nothing to remove: pair the rounds both have
+    for ibp_round, control_round in zip(ibp.rounds, control.rounds, strict=False):
         paired.append(
             {
                 "round": ibp_round.round,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from ..hardware import discover_gpus, nvml_status, total_memory_mib
+
 PACKAGES = (
     "tst-bench",
     "torch",
@@ -48,7 +50,7 @@ class Environment(BaseModel):
 
 def current_environment(cwd: Path | None = None) -> Environment:
     git, git_note = git_state(cwd or Path.cwd())
-    gpus, gpu_note = nvml_gpus()
+    gpus, gpu_note = gpu_descriptions()
     return Environment(
         git=git,
         git_note=git_note,
@@ -91,37 +93,16 @@ def host_hardware() -> dict[str, str]:
         "python": platform.python_version(),
         "cpu cores": str(os.cpu_count()),
     }
-    memory = total_memory_gib()
+    memory = total_memory_mib()
     if memory is not None:
-        info["memory"] = f"{memory:.1f} GiB"
+        info["memory"] = f"{memory / 1024:.1f} GiB"
     return info
 
 
-def total_memory_gib() -> float | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def nvml_gpus() -> tuple[list[str], str | None]:
-    """GPU names and memory from NVML, or an empty list and why NVML is not available."""
-    try:
-        import pynvml
-    except ImportError:
-        return [], "NVML not available (nvidia-ml-py is not installed)"
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as error:
-        return [], f"NVML not available ({error})"
-    try:
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(handle)
-            name = name.decode() if isinstance(name, bytes) else name
-            total = pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**30
-            gpus.append(f"GPU {index}: {name}, {total:.0f} GiB")
-        return gpus, None if gpus else "NVML found no GPU"
-    finally:
-        pynvml.nvmlShutdown()
+def gpu_descriptions() -> tuple[list[str], str | None]:
+    """The GPUs this process may use, by name and memory, or an empty list and why there are none."""
+    status = nvml_status()
+    if not status.available:
+        return [], status.describe()
+    gpus = [f"{gpu.label}: {gpu.name}, {gpu.total_mib / 1024:.0f} GiB" for gpu in discover_gpus()]
+    return gpus, None if gpus else "NVML found no GPU visible to this process (CUDA_VISIBLE_DEVICES)"
