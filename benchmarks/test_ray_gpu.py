@@ -22,7 +22,7 @@ import pytest
 from ray_bench_support import cpu_description, private_ray_tmpdir, speedup_record
 
 from tst_bench.config import RunConfig
-from tst_bench.engine import prepare_run, run_tst
+from tst_bench.engine import check_run, run_tst
 from tst_bench.models import resolve_model
 
 pytestmark = pytest.mark.slow
@@ -120,7 +120,7 @@ def sequential_seconds(out: Path, gpu: int = 0) -> float:
 
 def baseline_mib(out: Path, indices: list[int]) -> dict[int, float]:
     """Used memory before the Ray runs, once the driver has done what it does before any pool exists."""
-    prepare_run(config(out, executor="ray"))  # validation builds (lazy) backends in this process
+    check_run(config(out, executor="ray"))  # validation builds (lazy) backends in this process
     return {i: used_mib(i) for i in indices}
 
 
