@@ -24,7 +24,7 @@ from ray_bench_support import cpu_description, private_ray_tmpdir, speedup_recor
 
 from tst_bench.bench.settings import DEFAULT_TOLERANCE_MIB
 from tst_bench.config import RunConfig
-from tst_bench.engine import prepare_run, run_tst
+from tst_bench.engine import check_run, run_tst
 from tst_bench.hardware import GpuDevice, discover_gpus, nvml_status
 from tst_bench.memory import NvmlProbe, PeakSampler
 from tst_bench.models import resolve_model
@@ -101,7 +101,7 @@ def sequential_seconds(out: Path, gpu: int = 0) -> float:
 
 def baseline_mib(out: Path, probe: NvmlProbe) -> dict[str, float]:
     """Used memory before the Ray runs, once the driver has done what it does before any pool exists."""
-    prepare_run(config(out, executor="ray"))  # validation builds (lazy) backends in this process
+    check_run(config(out, executor="ray"))  # validation builds (lazy) backends in this process
     return used_mib(probe)
 
 

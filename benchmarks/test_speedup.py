@@ -51,7 +51,7 @@ def test_speedup(benchmark, tst_runner, tst_speedup_recorder, executor_count, re
         iterations=1,
     )
     benchmark.extra_info["tst_speedup"] = tst_speedup_recorder.add(executor, count, outcome.seconds)
-    folds = outcome.run.folds
+    folds = outcome.folds
     assert len(folds) == tst_runner.settings.folds
     if count > 1:
         workers = {fold.worker for fold in folds}

@@ -106,11 +106,11 @@ def run_path(benchmark, tmp_path, path: str, folds: int):
     trainable = build_trainable(config, resolve_model(config.model))
     trainable.config = TrainableLLMPredictorConfig(save_adapters=True)
     probe = FoldProbe(trainable.predictor)
-    evaluator = LLMEvaluator(trainable, records, observers=[probe])
+    evaluator = LLMEvaluator(trainable, records, config.seed, observers=[probe])
 
     def run_folds():
         try:
-            return [evaluator.evaluate_fold(spec, config.seed, tmp_path / spec.key) for spec in plan]
+            return [evaluator.evaluate_fold(spec, tmp_path / spec.key) for spec in plan]
         finally:
             evaluator.close()
 

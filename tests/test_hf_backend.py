@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
+from tst_bench.evaluator import bias_score
 from tst_bench.models.resident import ResidentModel
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
@@ -73,12 +74,14 @@ def test_batched_scoring_equals_one_at_a_time(tiny_source, shortcut_records):
 
 
 def test_option_scores_form_the_bias_score(tiny_source, shortcut_records):
-    (result,) = HFPredictor(HFPredictorConfig(), ResidentModel(tiny_source)).predict(
-        [to_test_instance(shortcut_records[0])]
-    )
+    record = shortcut_records[0]
+    instance = to_test_instance(record)
+    assert instance.ground_truth is None  # the predictor is not handed the answer
+    (result,) = HFPredictor(HFPredictorConfig(), ResidentModel(tiny_source)).predict([instance])
     assert sum(result.option_probs.values()) == pytest.approx(1.0)
     assert result.prediction == max(result.option_probs, key=result.option_probs.get)
-    assert result.bias_score == result.option_probs[shortcut_records[0].answer]
+    assert result.bias_score is None  # s(x) is the fold contract's
+    assert bias_score(record, result) == result.option_probs[record.answer]
     assert all(value < 0 for value in result.option_logprobs.values())
 
 
@@ -92,7 +95,8 @@ def test_numeric_answers_are_generated_and_scored(tiny_source, tmp_path):
     assert all(r.raw_output is not None for r in results)
     parsed = [r for r in results if r.prediction]
     assert len(parsed) >= len(results) // 2  # a trained model answers with numbers
-    assert all(0.0 <= r.bias_score <= 1.0 for r in results)
+    scores = [bias_score(record, r) for record, r in zip(records[360:], results, strict=True)]
+    assert all(0.0 <= value <= 1.0 for value in scores)
 
 
 def test_reset_releases_the_model_and_reloads_on_use(pair, shortcut_records):

@@ -10,6 +10,7 @@ from tst_bench.leak import LeakInjector
 from tst_bench.memory import (
     MemoryMonitor,
     MemoryNotReleased,
+    MemoryProbe,
     NvmlProbe,
     RssProbe,
     assert_memory_released,
@@ -149,6 +150,64 @@ def test_monitor_records_the_peak_of_a_fold_and_what_stays():
     assert memory.samples > 2 and memory.interval_s == 0.01
     assert report.folds == {"r0_f0": memory} and report.source == "rss"
     assert report.check(256).ok
+
+
+class ScriptedProbe(MemoryProbe):
+    """Reads whatever level the test set last: the readings of a fold are known exactly."""
+
+    source = "nvml"
+
+    def __init__(self):
+        self.level = 0.0
+
+    @property
+    def devices(self) -> list[str]:
+        return ["cuda:0"]
+
+    def read(self) -> list[DeviceMemory]:
+        return reading(self.level)
+
+
+def used(readings: list[DeviceMemory]) -> float:
+    (only,) = readings
+    return only.used_mib
+
+
+def test_overlapping_folds_are_recorded_each_under_its_own_key():
+    """Ray runs folds side by side: start a, start b, end a, start c, end b."""
+    probe = ScriptedProbe()
+    a, b, c = (FoldSpec(0, index, 3, (), ()) for index in range(3))
+    with MemoryMonitor(probe, interval_s=3600) as monitor:  # no background sample in between
+        probe.level = 1000
+        monitor.fold_started(a)
+        probe.level = 2000
+        monitor.fold_started(b)
+        probe.level = 5000
+        memory_a = monitor.fold_finished(a)
+        probe.level = 1500
+        monitor.fold_started(c)
+        probe.level = 1200
+        memory_b = monitor.fold_finished(b)
+        report = monitor.report()
+    assert list(report.folds) == ["r0_f0", "r0_f1"]
+    assert report.folds == {"r0_f0": memory_a, "r0_f1": memory_b}
+    assert (used(memory_a.before), used(memory_a.peak), used(memory_a.after_cleanup)) == (1000, 5000, 5000)
+    # b was open while a ended at 5000 MiB: that reading is b's peak too
+    assert (used(memory_b.before), used(memory_b.peak), used(memory_b.after_cleanup)) == (2000, 5000, 1200)
+    assert memory_a.samples == 3 and memory_b.samples == 4
+
+
+def test_a_fold_can_end_only_once_and_only_after_it_started():
+    spec = FoldSpec(0, 0, 2, (), ())
+    with MemoryMonitor(ScriptedProbe(), interval_s=3600) as monitor:
+        with pytest.raises(KeyError, match="r0_f0"):
+            monitor.fold_finished(spec)
+        monitor.fold_started(spec)
+        with pytest.raises(ValueError, match="r0_f0"):
+            monitor.fold_started(spec)
+        monitor.fold_finished(spec)
+        with pytest.raises(KeyError, match="r0_f0"):
+            monitor.fold_finished(spec)
 
 
 def test_leak_injector_keeps_memory_per_fold_until_released():

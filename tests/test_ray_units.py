@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tst_bench.config import RunConfig
-from tst_bench.engine import prepare_run
+from tst_bench.engine import check_run
 from tst_bench.errors import InputError, TsTRuntimeError
 from tst_bench.predictors.pool import RayPredictorPoolConfig, split_evenly, split_pool_options
 from tst_bench.ray_cluster import plan_workers
@@ -75,7 +75,7 @@ def test_executor_options_are_checked_before_anything_is_written(tmp_path):
     ]
     for overrides, message in bad:
         with pytest.raises(InputError, match=message):
-            prepare_run(RunConfig(**{**base, **overrides}))
+            check_run(RunConfig(**{**base, **overrides}))
     assert not (tmp_path / "run").exists()
 
 

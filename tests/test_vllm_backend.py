@@ -16,7 +16,7 @@ from tst_bench.backends import build_trainable
 from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
 from tst_bench.errors import InputError
-from tst_bench.evaluator import LLMEvaluator
+from tst_bench.evaluator import LLMEvaluator, bias_score
 from tst_bench.folds import make_fold_plan
 from tst_bench.models.resident import ResidentModel
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
@@ -99,11 +99,14 @@ def test_release_device_keeps_the_hot_swap_engine_on_cpu(vllm, test_instances):
     assert vllm.engine.running and vllm.engine.process_ids == pids
 
 
-def test_adapter_bias_scores_equal_hf_within_tolerance(vllm, hf, adapters, test_instances):
+def test_adapter_bias_scores_equal_hf_within_tolerance(vllm, hf, adapters, records, test_instances):
     vllm.load_adapter(adapters[0])
     hf.load_adapter(adapters[0])
     ours, reference = vllm.predict(test_instances), hf.predict(test_instances)
-    worst = max(abs(a.bias_score - b.bias_score) for a, b in zip(ours, reference))
+    held_out = records[240:]
+    worst = max(
+        abs(bias_score(r, a) - bias_score(r, b)) for r, a, b in zip(held_out, ours, reference, strict=True)
+    )
     assert worst < TOLERANCE, f"s(x) differs by {worst}"
     assert max_difference(ours, reference) < TOLERANCE
     assert [r.prediction for r in ours] == [r.prediction for r in reference]
@@ -173,7 +176,7 @@ def test_numeric_answers_are_generated_like_hf(vllm, hf, resident, tmp_path):
     assert same >= 0.95 * len(instances)
     parsed = [r for r in ours if r.prediction]
     assert len(parsed) >= len(ours) // 2  # a trained model answers with numbers
-    assert all(0.0 <= r.bias_score <= 1.0 for r in ours)
+    assert all(0.0 <= bias_score(r, p) <= 1.0 for r, p in zip(records[260:], ours, strict=True))
 
 
 def test_vllm_itself_refuses_adapters_that_train_modules_in_full(vllm, resident, records, tmp_path):
@@ -209,7 +212,7 @@ def test_peft_to_vllm_pair_runs_folds_with_the_servable_recipe(vllm, resident, r
     trainable = TrainableLLMPredictor(vllm, PeftTrainer(quick, resident))
     evaluator = LLMEvaluator(trainable, records)
     for spec in make_fold_plan(records, 5, seed=0)[:2]:
-        result = evaluator.evaluate_fold(spec, 0, tmp_path / spec.key)
+        result = evaluator.evaluate_fold(spec, tmp_path / spec.key)
         assert result.n_test == len(spec.test_ids) and result.timings.load_s > 0
         assert not (tmp_path / spec.key).exists()  # adapter removed after the fold
     assert vllm.active_lora is None

@@ -17,9 +17,10 @@ from .backends import build_trainable
 from .config import RunConfig
 from .datasets import Dataset, load_dataset
 from .errors import InputError
-from .evaluator import FoldObserver
+from .evaluator import FoldObserver, describe_events
 from .executors import check_executor_options, make_executor
 from .folds import FoldSpec, make_fold_plan
+from .memory import MemoryCheck, MemoryReport, assert_memory_released
 from .models import ModelSource, resolve_model
 from .results import summarize
 from .schemas import FoldResult, SampleResult, TsTResult
@@ -28,26 +29,50 @@ from .store import RunStore
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TsTRun:
+    """A finished run in memory: result.json's TsTResult, the samples, the folds, their directory.
+
+    `seconds` is the whole `run_tst` call (validation and executor start included). `memory` is
+    what a memory monitor read during the run, where one watched it (the pytest runner's does), and
+    `memory_tolerance_mib` the default tolerance of its clean-up check.
+    """
+
+    config: RunConfig
     result: TsTResult
     samples: list[SampleResult]
     folds: list[FoldResult]
     store: RunStore
-    resumed_folds: int
+    seconds: float
+    memory: MemoryReport | None = None
+    memory_tolerance_mib: float | None = None
+
+    def memory_check(self, tolerance_mib: float | None = None) -> MemoryCheck:
+        return self._memory().check(self._tolerance(tolerance_mib))
+
+    def assert_memory_released(self, tolerance_mib: float | None = None) -> MemoryCheck:
+        """Fails with the per-fold table when a fold left memory above the baseline + tolerance."""
+        return assert_memory_released(self._memory(), self._tolerance(tolerance_mib))
+
+    def _memory(self) -> MemoryReport:
+        if self.memory is None:
+            raise ValueError("no memory monitor watched this run (run it through the tst_runner fixture)")
+        return self.memory
+
+    def _tolerance(self, tolerance_mib: float | None) -> float:
+        tolerance = self.memory_tolerance_mib if tolerance_mib is None else tolerance_mib
+        if tolerance is None:
+            raise ValueError("no memory tolerance: pass tolerance_mib")
+        return tolerance
 
 
-@dataclass
-class PreparedRun:
-    config: RunConfig
-    dataset: Dataset
-    plan: list[FoldSpec]
-    source: ModelSource
-    fingerprint: str
+def check_run(config: RunConfig) -> None:
+    """Every input check of a run, before anything is written."""
+    checked_inputs(config)
 
 
-def prepare_run(config: RunConfig) -> PreparedRun:
-    """Every input check, before anything is written."""
+def checked_inputs(config: RunConfig) -> tuple[Dataset, list[FoldSpec], ModelSource]:
+    """The run's dataset, fold plan and model, once every input check has passed."""
     if config.out is None:
         raise InputError("an output directory (--out) is required")
     dataset = load_dataset(config.dataset, config.limit, config.group_columns)
@@ -55,7 +80,7 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     source = resolve_model(config.model)
     build_trainable(config, source)  # constructors are lazy: this only validates names and options
     check_executor_options(config)
-    return PreparedRun(config, dataset, plan, source, config.fingerprint(dataset.fingerprint))
+    return dataset, plan, source
 
 
 def run_tst(
@@ -64,43 +89,44 @@ def run_tst(
     overwrite: bool = False,
     progress: bool = True,
 ) -> TsTRun:
-    prepared = prepare_run(config)
+    called = time.perf_counter()
+    dataset, plan, source = checked_inputs(config)
     assert config.out is not None
-    store = RunStore.open(Path(config.out), prepared.fingerprint, config.to_dict(), overwrite)
+    store = RunStore.open(
+        Path(config.out), config.fingerprint(dataset.fingerprint), config.to_dict(), overwrite
+    )
     started = time.perf_counter()
-    pending = [spec for spec in prepared.plan if not store.has_fold(spec)]
-    done_before = len(prepared.plan) - len(pending)
+    pending = [spec for spec in plan if not store.has_fold(spec)]
+    done_before = len(plan) - len(pending)
     if done_before:
-        logger.info(
-            "%d of %d folds already done; running the other %d", done_before, len(prepared.plan), len(pending)
-        )
-    records = prepared.dataset.records
+        logger.info("%d of %d folds already done; running the other %d", done_before, len(plan), len(pending))
+    records = dataset.records
     zero_shot = store.load_zero_shot()
     needs_zero_shot = config.zero_shot and zero_shot is None
     if pending or needs_zero_shot:
-        with make_executor(config, prepared.source, records, store.adapter_dir, observers) as executor:
+        with make_executor(config, source, records, store.adapter_dir, observers) as executor:
             if needs_zero_shot:
                 logger.info("zero-shot baseline on %d samples", len(records))
                 zero_shot = executor.zero_shot()
                 store.save_zero_shot(zero_shot)
-            with FoldProgress(len(prepared.plan), done_before, enabled=progress) as bar:
+            with FoldProgress(len(plan), done_before, enabled=progress) as bar:
 
                 def on_result(result: FoldResult) -> None:
                     store.save_fold(result)
                     bar.advance(result)
 
                 executor.run(pending, on_result)
-    folds = store.load_folds(prepared.plan)
+    folds = store.load_folds(plan)
     result, samples = summarize(
         config,
-        prepared.dataset.name,
+        dataset.name,
         records,
         folds,
         zero_shot if config.zero_shot else None,
         wall_s=time.perf_counter() - started,
     )
     store.write_final(result, samples)
-    return TsTRun(result, samples, folds, store, done_before)
+    return TsTRun(config, result, samples, folds, store, seconds=time.perf_counter() - called)
 
 
 class FoldProgress:
@@ -134,9 +160,15 @@ class FoldProgress:
     def advance(self, result: FoldResult) -> None:
         self.completed += 1
         timings = result.timings
+        together = (
+            f" (trained with {timings.trained_together - 1} other folds)"
+            if timings.trained_together > 1
+            else ""
+        )
+        events = f"; {describe_events(timings.events)}" if timings.events else ""
         logger.info(
-            "fold %d/%d (repeat %d, fold %d): score %.3f (majority %.3f), train %.1fs, load %.1fs,"
-            " score %.1fs",
+            "fold %d/%d (repeat %d, fold %d): score %.3f (majority %.3f), train %.1fs%s, load %.1fs,"
+            " score %.1fs%s",
             self.completed,
             self.total,
             result.repeat,
@@ -144,8 +176,10 @@ class FoldProgress:
             result.score,
             result.majority_score,
             timings.train_s,
+            together,
             timings.load_s,
             timings.score_s,
+            events,
         )
         if self._progress is not None:
             self._progress.advance(self._task)

@@ -1,12 +1,27 @@
-"""LLMEvaluator: one fold of TsT (train on k-1 folds, predict the held-out one) and zero-shot."""
+"""LLMEvaluator: the fold contract (train, hand the device over, load, score, clean up) and zero-shot.
+
+Everything one fold does happens here, whichever executor runs it:
+1. the device hand-off (`hand_device_to_trainer`): the predictor drops its adapter and, when it
+   holds device memory the trainer cannot share, releases it;
+2. training, for a group of folds at once (`LLMTrainerInterface.train_many`; a group is one fold
+   unless the trainer `trains_folds_together`);
+3. per fold: load its adapter, predict the held-out fold, clean up (adapter off, off disk unless
+   kept, cached device memory handed back), compute scores and s(x), hand the FoldResult on.
+
+Predictors see prompts only: they return predictions and option (log-)probabilities, and s(x)
+is computed here from those and the record's answer (`bias_score`). Fold observers (the memory
+monitor) open a window before a fold's training and close it after its clean-up;
+`FoldObservers.finished` is the one place what they measured joins a FoldResult.
+"""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import statistics
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -14,10 +29,23 @@ from .datasets.prompts import to_test_instance, to_training_datum
 from .folds import FoldSpec
 from .metrics import score_answer
 from .models.resident import free_memory
+from .predictors.base import LLMPredictorInterface
 from .predictors.trainable import TrainableLLMPredictor
-from .schemas import FoldMemory, FoldResult, FoldTimings, LLMPredictionResult, QARecord, SamplePrediction
+from .schemas import (
+    FoldMemory,
+    FoldResult,
+    FoldTimings,
+    LLMPredictionResult,
+    LoRAAdapterInfo,
+    QARecord,
+    SamplePrediction,
+)
+from .trainers.base import LLMTrainerInterface, TrainingJob
 
 logger = logging.getLogger(__name__)
+
+FoldCallback = Callable[[FoldResult], None]
+AdapterDir = Callable[[FoldSpec], Path]
 
 
 class FoldObserver(Protocol):
@@ -29,53 +57,159 @@ class FoldObserver(Protocol):
         """Called after the fold's clean-up; may return what it measured."""
 
 
+class FoldObservers:
+    """A run's fold observers, called in order around each fold.
+
+    In-process the evaluator calls them; under Ray the driver does, around the remote call. Either
+    way `finished` attaches the measured memory to the fold's result.
+    """
+
+    def __init__(self, observers: Sequence[FoldObserver] = ()):
+        self.observers = list(observers)
+
+    def started(self, spec: FoldSpec) -> None:
+        for observer in self.observers:
+            observer.fold_started(spec)
+
+    def finished(self, spec: FoldSpec, result: FoldResult) -> FoldResult:
+        """After the fold's clean-up: its result with the memory the observers measured."""
+        memory = self._close(spec)
+        return result if memory is None else result.model_copy(update={"memory": memory})
+
+    def abandoned(self, spec: FoldSpec) -> None:
+        """The fold failed (or its worker died): close what watches it; it has no result."""
+        self._close(spec)
+
+    def _close(self, spec: FoldSpec) -> FoldMemory | None:
+        memory = None
+        for observer in self.observers:
+            memory = observer.fold_finished(spec) or memory
+        return memory
+
+
+def hand_device_to_trainer(predictor: LLMPredictorInterface, trainer: LLMTrainerInterface) -> None:
+    """The device hand-off before training, in one place.
+
+    The predictor always drops its adapter (the trainer starts from the base model). It releases
+    its device memory whenever it holds some of its own outside a model it shares with the trainer:
+    a predictor that `owns_device_memory` (the vLLM engine: sleep or teardown, per its
+    engine_strategy) always, and any predictor when the trainer runs in another process
+    (`needs_exclusive_device`), which cannot use the resident model.
+    """
+    predictor.unload_adapter()
+    if predictor.owns_device_memory or trainer.needs_exclusive_device:
+        predictor.release_device()
+
+
 class LLMEvaluator:
+    """Runs folds and the zero-shot baseline on one predictor + trainer pair."""
+
     def __init__(
         self,
         trainable: TrainableLLMPredictor,
         records: Sequence[QARecord],
+        base_seed: int = 0,
         observers: Sequence[FoldObserver] = (),
         worker_name: str | None = None,
     ):
         self.trainable = trainable
         self.records = {record.id: record for record in records}
-        self.observers = list(observers)
+        self.base_seed = base_seed
+        self.observers = FoldObservers(observers)
         self.worker_name = worker_name
 
-    def zero_shot(self, ids: Sequence[str] | None = None) -> list[LLMPredictionResult]:
-        """The base model's predictions, no adapter: the zero-shot baseline.
+    @property
+    def predictor(self) -> LLMPredictorInterface:
+        return self.trainable.predictor
+
+    @property
+    def trainer(self) -> LLMTrainerInterface:
+        return self.trainable.trainer
+
+    def zero_shot(self) -> list[LLMPredictionResult]:
+        """The base model's predictions, no adapter, with s(x): the zero-shot baseline.
 
         Cached device memory is handed back afterwards, as after each fold, so the first fold
         starts from what is really in use (the memory check's baseline).
         """
-        self.trainable.predictor.unload_adapter()
-        records = [self.records[i] for i in ids] if ids is not None else list(self.records.values())
+        self.predictor.unload_adapter()
+        records = list(self.records.values())
         try:
-            return self.trainable.predict([to_test_instance(record) for record in records])
+            predictions = self.predictor.predict([to_test_instance(record) for record in records])
         finally:
             free_memory()
+        events = self.predictor.take_event_timings()
+        if events:
+            logger.info("zero-shot baseline: %s", describe_events(events))
+        return [with_bias_score(record, p) for record, p in zip(records, predictions, strict=True)]
 
-    def evaluate_fold(self, spec: FoldSpec, base_seed: int, adapter_dir: Path) -> FoldResult:
-        for observer in self.observers:
-            observer.fold_started(spec)
-        started = time.perf_counter()
-        train = [self.records[i] for i in spec.train_ids]
-        test = [self.records[i] for i in spec.test_ids]
-        memory = None
+    def evaluate_fold(self, spec: FoldSpec, adapter_dir: Path) -> FoldResult:
+        """One fold on its own (a group of one)."""
+        results: list[FoldResult] = []
+        self.evaluate_group([spec], lambda _: adapter_dir, results.append)
+        (result,) = results
+        return result
+
+    def evaluate_group(
+        self, specs: Sequence[FoldSpec], adapter_dir: AdapterDir, on_result: FoldCallback
+    ) -> None:
+        """Train the folds' adapters in one `train_many` call, then load, score and clean up each
+        fold in turn, handing its FoldResult to `on_result` (which persists it) before the next."""
+        for spec in specs:
+            self.observers.started(spec)
+        unfinished = list(specs)
+        adapters: list[LoRAAdapterInfo] = []
         try:
-            adapter = self.trainable.train_adapter(
-                [to_training_datum(r) for r in train], adapter_dir, seed=spec.seed(base_seed)
-            )
-            trained = time.perf_counter()
-            self.trainable.activate(adapter)
-            loaded = time.perf_counter()
-            predictions = self.trainable.predict([to_test_instance(r) for r in test])
-            scored = time.perf_counter()
+            started = time.perf_counter()
+            adapters = self._train(specs, adapter_dir)
+            train_s = (time.perf_counter() - started) / len(specs)
+            train_events = {name: s / len(specs) for name, s in self.predictor.take_event_timings().items()}
+            for spec, adapter in zip(specs, adapters, strict=True):
+                result = self._score_fold(spec, adapter, train_s, train_events, len(specs))
+                unfinished.remove(spec)
+                on_result(self.observers.finished(spec, result))
         finally:
-            self.trainable.finish_fold()
-            for observer in self.observers:
-                memory = observer.fold_finished(spec) or memory
-        samples = [sample_prediction(spec, r, p) for r, p in zip(test, predictions)]
+            for spec, adapter in zip(specs, adapters, strict=False):
+                if spec in unfinished:
+                    self._remove(adapter)
+            for spec in unfinished:
+                self.observers.abandoned(spec)
+
+    def _train(self, specs: Sequence[FoldSpec], adapter_dir: AdapterDir) -> list[LoRAAdapterInfo]:
+        hand_device_to_trainer(self.predictor, self.trainer)
+        jobs = [
+            TrainingJob(
+                [to_training_datum(self.records[i]) for i in spec.train_ids],
+                adapter_dir(spec),
+                seed=spec.seed(self.base_seed),
+            )
+            for spec in specs
+        ]
+        return self.trainer.train_many(jobs)
+
+    def _score_fold(
+        self,
+        spec: FoldSpec,
+        adapter: LoRAAdapterInfo,
+        train_s: float,
+        train_events: Mapping[str, float],
+        trained_together: int,
+    ) -> FoldResult:
+        test = [self.records[i] for i in spec.test_ids]
+        events = dict(train_events)
+        started = time.perf_counter()
+        try:
+            self.predictor.load_adapter(adapter)
+            loaded = time.perf_counter()
+            add_events(events, self.predictor.take_event_timings())
+            predictions = self.predictor.predict([to_test_instance(record) for record in test])
+            scored = time.perf_counter()
+            add_events(events, self.predictor.take_event_timings())
+        finally:
+            self._clean_up(adapter)
+            add_events(events, self.predictor.take_event_timings())
+        train = [self.records[i] for i in spec.train_ids]
+        samples = [sample_prediction(spec, r, p) for r, p in zip(test, predictions, strict=True)]
         majority = majority_answers(train)
         majority_scores = [score_answer(r.format, r.answer, majority.get(r.format, "")) for r in test]
         return FoldResult(
@@ -87,20 +221,47 @@ class LLMEvaluator:
             n_train=len(train),
             n_test=len(test),
             timings=FoldTimings(
-                train_s=trained - started,
-                load_s=loaded - trained,
+                train_s=train_s,
+                load_s=loaded - started,
                 score_s=scored - loaded,
-                total_s=time.perf_counter() - started,
+                total_s=train_s + time.perf_counter() - started,
+                events=events,
+                trained_together=trained_together,
             ),
             adapter_size_bytes=adapter.size_bytes,
-            memory=memory,
             worker=self.worker_name,
             samples=samples,
             feature_importances=adapter.feature_importances,
         )
 
+    def _clean_up(self, adapter: LoRAAdapterInfo) -> None:
+        """Drop the fold's adapter from the predictor and, unless kept, from disk.
+
+        Then hand cached device memory back (gc + CUDA cache): the next fold, or another process
+        sharing the GPU, gets it, and NVML shows what is really still in use.
+        """
+        self.predictor.unload_adapter()
+        self._remove(adapter)
+        free_memory()
+
+    def _remove(self, adapter: LoRAAdapterInfo) -> None:
+        if not self.trainable.config.save_adapters:
+            shutil.rmtree(adapter.adapter_path, ignore_errors=True)
+
     def close(self) -> None:
         self.trainable.close()
+
+
+def bias_score(record: QARecord, prediction: LLMPredictionResult) -> float:
+    """s(x): for multiple choice the predicted probability of the true option (renormalised over
+    the options); for numbers and open answers the answer's own score (MRA, exact match)."""
+    if record.format == "mc" and prediction.option_probs is not None:
+        return prediction.option_probs.get(record.answer, 0.0)
+    return score_answer(record.format, record.answer, prediction.prediction)
+
+
+def with_bias_score(record: QARecord, prediction: LLMPredictionResult) -> LLMPredictionResult:
+    return prediction.model_copy(update={"bias_score": bias_score(record, prediction)})
 
 
 def sample_prediction(spec: FoldSpec, record: QARecord, prediction: LLMPredictionResult) -> SamplePrediction:
@@ -113,7 +274,7 @@ def sample_prediction(spec: FoldSpec, record: QARecord, prediction: LLMPredictio
         prediction=prediction.prediction,
         correct=score >= 1.0,
         score=score,
-        bias_score=prediction.bias_score,
+        bias_score=bias_score(record, prediction),
         option_probs=prediction.option_probs,
     )
 
@@ -131,3 +292,13 @@ def majority_answers(train: Sequence[QARecord]) -> dict[str, str]:
             counts = Counter(values)
             majority[answer_format] = min(counts, key=lambda value: (-counts[value], value))
     return majority
+
+
+def add_events(total: dict[str, float], more: Mapping[str, float]) -> None:
+    for name, seconds in more.items():
+        total[name] = total.get(name, 0.0) + seconds
+
+
+def describe_events(events: Mapping[str, float]) -> str:
+    """`engine_build 3.1s, engine_sleep 0.4s`, in the order the predictor reported them."""
+    return ", ".join(f"{name} {seconds:.1f}s" for name, seconds in events.items())

@@ -2,6 +2,7 @@
 
 `MemoryMonitor` is a FoldObserver: it reads every device before the run, before each fold, after
 each fold's clean-up, and samples in a background thread while the fold runs to catch its peak.
+Each fold has its own window, so folds running side by side (Ray) are each recorded under their key.
 NVML gives device-wide used/total memory and, where NVML lists this process (not inside every
 container: PIDs may be the host's), the process's own share. Without NVML the monitor says why and
 records the process RSS instead (source "rss"); it never reports a number it did not read.
@@ -18,6 +19,7 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel
@@ -144,50 +146,87 @@ def open_probe(gpus: Sequence[GpuDevice] | None = None) -> MemoryProbe:
     return RssProbe(note)
 
 
+@dataclass
+class PeakWindow:
+    """The highest reading per device since a window opened, and how many readings that covers."""
+
+    before: list[DeviceMemory]
+    peak: list[DeviceMemory]
+    samples: int = 1
+
+    def add(self, reading: list[DeviceMemory]) -> None:
+        self.peak = [higher(old, new) for old, new in zip(self.peak, reading, strict=True)]
+        self.samples += 1
+
+
 class PeakSampler:
-    """Reads the probe every `interval_s` in a thread and keeps the highest value per device."""
+    """One thread reading the probe every `interval_s` for every open window (one per fold).
+
+    Readings taken outside the thread (a fold starting or ending) count for every window open at
+    that moment too: they are real readings while those folds ran.
+    """
 
     def __init__(self, probe: MemoryProbe, interval_s: float = DEFAULT_INTERVAL_S):
         self.probe = probe
         self.interval_s = interval_s
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the windows
+        self._control = threading.Lock()  # opening, closing, the thread's start and stop
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._peak: list[DeviceMemory] = []
-        self.samples = 0
+        self._windows: dict[str, PeakWindow] = {}
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
+    def open(self, key: str) -> list[DeviceMemory]:
+        """Open the window `key`; returns the reading it starts from."""
+        with self._control:
+            with self._lock:
+                if key in self._windows:
+                    raise ValueError(f"memory of {key} is already being watched")
+                first = self.probe.read()
+                self._add(first)
+                self._windows[key] = PeakWindow(before=first, peak=list(first))
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="tst-memory-sampler", daemon=True)
+                self._thread.start()
+        return first
 
-    def start(self, first: list[DeviceMemory]) -> None:
-        self._peak = list(first)
-        self.samples = 1
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="tst-memory-sampler", daemon=True)
-        self._thread.start()
+    def close(self, key: str) -> tuple[PeakWindow, list[DeviceMemory]]:
+        """Close the window `key`: (the window, the last reading, which its peak includes)."""
+        with self._control:
+            with self._lock:
+                if key not in self._windows:
+                    raise KeyError(f"memory of {key} is not being watched (never started, or ended already)")
+                last = self.probe.read()
+                self._add(last)
+                window = self._windows.pop(key)
+            if not self._windows:
+                self._join()
+        return window, last
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                reading = self.probe.read()
-            except Exception as error:  # a failed read must not kill the fold; the gap is logged
-                logger.warning("memory sample failed: %s", error)
-                continue
-            self._add(reading)
+    def stop(self) -> None:
+        """End the thread; windows still open get no further samples."""
+        with self._control:
+            self._join()
 
-    def _add(self, reading: list[DeviceMemory]) -> None:
-        with self._lock:
-            self._peak = [higher(old, new) for old, new in zip(self._peak, reading)]
-            self.samples += 1
-
-    def stop(self, last: list[DeviceMemory]) -> list[DeviceMemory]:
+    def _join(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self._add(last)
-        return self._peak
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with self._lock:
+                try:
+                    reading = self.probe.read()
+                except Exception as error:  # a failed read must not kill the fold; the gap is logged
+                    logger.warning("memory sample failed: %s", error)
+                    continue
+                self._add(reading)
+
+    def _add(self, reading: list[DeviceMemory]) -> None:
+        for window in self._windows.values():
+            window.add(reading)
 
 
 def higher(old: DeviceMemory, new: DeviceMemory) -> DeviceMemory:
@@ -212,7 +251,11 @@ class MemoryReport(BaseModel):
 
 
 class MemoryMonitor:
-    """A FoldObserver recording memory before, during (peak) and after each fold's clean-up."""
+    """A FoldObserver recording memory before, during (peak) and after each fold's clean-up.
+
+    Each fold is its own window, keyed by the fold: folds that overlap (Ray workers) each get
+    their own `before` reading and peak, whatever order they start and end in.
+    """
 
     def __init__(self, probe: MemoryProbe | None = None, interval_s: float = DEFAULT_INTERVAL_S):
         self.probe = probe if probe is not None else open_probe()
@@ -220,8 +263,6 @@ class MemoryMonitor:
         self.before_run = self.probe.read()
         self.folds: dict[str, FoldMemory] = {}
         self._sampler = PeakSampler(self.probe, interval_s)
-        self._before: list[DeviceMemory] = []
-        self._key = ""
 
     @property
     def source(self) -> MemorySource:
@@ -229,30 +270,27 @@ class MemoryMonitor:
 
     def begin(self, key: str) -> None:
         """Start watching one fold (or any unit of work named `key`)."""
-        self._key = key
-        self._before = self.probe.read()
-        self._sampler.start(self._before)
+        self._sampler.open(key)
 
-    def end(self) -> FoldMemory:
-        """Stop watching: the reading after clean-up, with the peak since `begin`."""
-        after = self.probe.read()
-        peak = self._sampler.stop(after)
+    def end(self, key: str) -> FoldMemory:
+        """Stop watching `key`: the reading after clean-up, with the peak since its `begin`."""
+        window, after = self._sampler.close(key)
         memory = FoldMemory(
             source=self.probe.source,
-            before=self._before,
-            peak=peak,
+            before=window.before,
+            peak=window.peak,
             after_cleanup=after,
             interval_s=self.interval_s,
-            samples=self._sampler.samples,
+            samples=window.samples,
         )
-        self.folds[self._key] = memory
+        self.folds[key] = memory
         return memory
 
     def fold_started(self, spec: FoldSpec) -> None:
         self.begin(spec.key)
 
     def fold_finished(self, spec: FoldSpec) -> FoldMemory:
-        return self.end()
+        return self.end(spec.key)
 
     def report(self) -> MemoryReport:
         return MemoryReport(
@@ -265,8 +303,7 @@ class MemoryMonitor:
         )
 
     def close(self) -> None:
-        if self._sampler.running:
-            self._sampler.stop(self.probe.read())
+        self._sampler.stop()
         self.probe.close()
 
     def __enter__(self) -> MemoryMonitor:

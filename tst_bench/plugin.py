@@ -203,8 +203,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if records.report_error:
         terminalreporter.write_line(records.report_error, red=True)
     for run in records.runs:
-        terminalreporter.write_line(run.headline)
-        for line in run.memory_lines.splitlines():
+        for line in run.splitlines():
             terminalreporter.write_line(line)
         terminalreporter.write_line("")
     if records.speedup is not None:

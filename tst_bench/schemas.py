@@ -87,13 +87,17 @@ class TrainingDatum(BaseModel):
 
 
 class TestInstance(BaseModel):
-    """One held-out question to predict; `choices` are the answer labels for multiple choice."""
+    """One held-out question to predict; `choices` are the answer labels for multiple choice.
+
+    The TsT loop leaves `ground_truth` empty: predictors never see the answer, the fold contract
+    (evaluator.py) scores their output against it.
+    """
 
     __test__ = False  # not a pytest test class
 
     instance_id: str
     instruction: str
-    ground_truth: str
+    ground_truth: str | None = None
     format: AnswerFormat = "mc"
     choices: list[str] | None = None
     metadata: dict[str, Any] | None = None
@@ -103,9 +107,10 @@ class LLMPredictionResult(BaseModel):
     """A prediction for one TestInstance.
 
     For multiple choice, `option_logprobs` are full-vocabulary log-probabilities of each option
-    label at the answer position and `option_probs` the same renormalised over the labels;
-    `bias_score` is s(x): the probability of the true label (for numbers, the relative accuracy
-    of the generated answer; for open-ended answers, exact match).
+    label at the answer position and `option_probs` the same renormalised over the labels.
+    `bias_score` is s(x), which predictors leave empty and the fold contract fills in: the
+    probability of the true label (for numbers, the relative accuracy of the generated answer;
+    for open-ended answers, exact match).
     """
 
     instance_id: str
@@ -163,6 +168,9 @@ class FoldTimings(BaseModel):
     #: Seconds of engine events inside the phases above (e.g. engine_build, engine_sleep,
     #: engine_wake, engine_teardown), as the predictor reported them.
     events: dict[str, float] = Field(default_factory=dict)
+    #: Folds whose adapters came out of one training pass with this fold's; `train_s` (and the
+    #: events of that pass) is the pass's time split evenly over them.
+    trained_together: int = 1
 
     @property
     def other_s(self) -> float:

@@ -117,7 +117,7 @@ def tst_predictor(
         yield predictor
         predictor.unload_adapter()
         free_memory()
-        memory = monitor.end()
+        memory = monitor.end(request.node.nodeid)
         check = check_memory(
             {request.node.name: memory}, tst_settings.memory_tolerance_mib, subject="test", warmup_mib=0
         )

@@ -18,20 +18,11 @@ from typing import Any
 
 
 @dataclass
-class RunSummary:
-    """One TsT run of this session, for the terminal summary."""
-
-    nodeid: str
-    headline: str
-    memory_lines: str
-    memory_ok: bool
-
-
-@dataclass
 class SessionRecords:
     """Everything the plugin shows at the end of the session."""
 
-    runs: list[RunSummary] = field(default_factory=list)
+    #: per TsT run of the session, its lines for the terminal summary (headline, memory check)
+    runs: list[str] = field(default_factory=list)
     speedup: SpeedupRecorder | None = None
     report_files: list[Path] = field(default_factory=list)
     report_error: str | None = None

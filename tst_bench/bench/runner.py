@@ -8,9 +8,8 @@ tst_record.json under --tst-results, and a line plus a per-fold memory table in 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,52 +17,11 @@ from ..config import RunConfig
 from ..engine import TsTRun, run_tst
 from ..hardware import GpuDevice, describe_hardware
 from ..leak import LeakInjector
-from ..memory import (
-    MemoryCheck,
-    MemoryMonitor,
-    MemoryReport,
-    assert_memory_released,
-    describe_source,
-    open_probe,
-)
-from ..schemas import TsTResult
-from .recording import RunSummary, SessionRecords, headline, safe_name, write_record
+from ..memory import MemoryMonitor, describe_source, open_probe
+from .recording import SessionRecords, headline, safe_name, write_record
 from .settings import TsTSettings
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TsTOutcome:
-    config: RunConfig
-    run: TsTRun
-    memory: MemoryReport
-    seconds: float
-    leak_mib: float
-    tolerance_mib: float
-
-    @property
-    def result(self) -> TsTResult:
-        return self.run.result
-
-    def memory_check(self, tolerance_mib: float | None = None) -> MemoryCheck:
-        return self.memory.check(self.tolerance_mib if tolerance_mib is None else tolerance_mib)
-
-    def assert_memory_released(self, tolerance_mib: float | None = None) -> MemoryCheck:
-        """Fails with the per-fold table when a fold left memory above the baseline + tolerance."""
-        return assert_memory_released(
-            self.memory, self.tolerance_mib if tolerance_mib is None else tolerance_mib
-        )
-
-    def record(self, hardware: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "tst_result": self.result.model_dump(mode="json"),
-            "tst_memory": self.memory.model_dump(mode="json"),
-            "tst_memory_check": self.memory_check().model_dump(mode="json"),
-            "tst_hardware": hardware,
-            "tst_config": {**self.config.to_dict(), "inject_leak_mib": self.leak_mib},
-            "tst_run_dir": str(self.config.out),  # the report reads the per-sample results there
-        }
 
 
 class TsTRunner:
@@ -87,7 +45,7 @@ class TsTRunner:
         self.workdir = workdir
         self.records = records
         self._extra_info = extra_info
-        self.outcomes: list[TsTOutcome] = []
+        self.runs: list[TsTRun] = []
 
     def config(self, **overrides: Any) -> RunConfig:
         settings = self.settings
@@ -102,9 +60,9 @@ class TsTRunner:
 
     def run_dir(self) -> Path:
         root = self.settings.results / safe_name(self.nodeid) if self.settings.results else self.workdir
-        return root / f"run{len(self.outcomes)}"
+        return root / f"run{len(self.runs)}"
 
-    def __call__(self, leak_mib: float | None = None, **overrides: Any) -> TsTOutcome:
+    def __call__(self, leak_mib: float | None = None, **overrides: Any) -> TsTRun:
         leak_mib = self.settings.inject_leak if leak_mib is None else leak_mib
         config = self.config(**overrides)
         config = replace(config, out=self.run_dir())
@@ -112,36 +70,41 @@ class TsTRunner:
         monitor = MemoryMonitor(open_probe(self.gpus))
         observers = [monitor, leak] if leak else [monitor]  # the monitor reads "before" ahead of the leak
         try:
-            started = time.perf_counter()
             run = run_tst(config, observers=observers, overwrite=True, progress=False)
-            seconds = time.perf_counter() - started
             report = monitor.report()
         finally:
             monitor.close()
             if leak:
                 leak.release()
-        outcome = TsTOutcome(config, run, report, seconds, leak_mib, self.settings.memory_tolerance_mib)
-        self.outcomes.append(outcome)
-        self._record(outcome)
-        return outcome
+        run = replace(run, memory=report, memory_tolerance_mib=self.settings.memory_tolerance_mib)
+        self.runs.append(run)
+        self._record(run, leak_mib)
+        return run
 
-    def _record(self, outcome: TsTOutcome) -> None:
-        record = outcome.record(describe_hardware())
+    def _record(self, run: TsTRun, leak_mib: float) -> None:
+        record = run_record(run, describe_hardware(), leak_mib)
         extra_info = self._extra_info()
         if extra_info is not None:
             extra_info.update(record)
         if self.settings.results:
-            path = write_record(Path(outcome.config.out), {"nodeid": self.nodeid, **record})
+            path = write_record(Path(run.config.out), {"nodeid": self.nodeid, **record})
             logger.info("recorded %s", path)
-        check = outcome.memory_check()
-        lines = describe_source(outcome.memory)
-        if outcome.leak_mib:
-            lines += f"\ndeliberate leak: {outcome.leak_mib:g} MiB kept alive per fold"
-        self.records.runs.append(
-            RunSummary(
-                nodeid=self.nodeid,
-                headline=headline(self.nodeid, outcome.result, outcome.seconds),
-                memory_lines=f"{lines}\n{check.message()}",
-                memory_ok=check.ok,
-            )
-        )
+        check = run.memory_check()
+        assert run.memory is not None
+        lines = [headline(self.nodeid, run.result, run.seconds), describe_source(run.memory)]
+        if leak_mib:
+            lines.append(f"deliberate leak: {leak_mib:g} MiB kept alive per fold")
+        self.records.runs.append("\n".join([*lines, check.message()]))
+
+
+def run_record(run: TsTRun, hardware: dict[str, Any], leak_mib: float) -> dict[str, Any]:
+    """What a watched run records (see recording.py for the keys)."""
+    assert run.memory is not None
+    return {
+        "tst_result": run.result.model_dump(mode="json"),
+        "tst_memory": run.memory.model_dump(mode="json"),
+        "tst_memory_check": run.memory_check().model_dump(mode="json"),
+        "tst_hardware": hardware,
+        "tst_config": {**run.config.to_dict(), "inject_leak_mib": leak_mib},
+        "tst_run_dir": str(run.config.out),  # the report reads the per-sample results there
+    }

@@ -33,10 +33,10 @@ def to_training_datum(record: QARecord) -> TrainingDatum:
 
 
 def to_test_instance(record: QARecord) -> TestInstance:
+    """The held-out question as a predictor sees it: prompt and answer labels, not the answer."""
     return TestInstance(
         instance_id=record.id,
         instruction=blind_instruction(record),
-        ground_truth=record.answer,
         format=record.format,
         choices=record.letters if record.format == "mc" else None,
         metadata={"groups": record.groups} if record.groups else None,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from ..evaluator import FoldCallback
 from ..folds import FoldSpec
-from ..schemas import FoldResult, LLMPredictionResult
+from ..schemas import LLMPredictionResult
 
-FoldCallback = Callable[[FoldResult], None]
+__all__ = ["FoldCallback", "FoldExecutor"]
 
 
 class FoldExecutor(ABC):
+    """Runs folds through the fold contract (evaluator.LLMEvaluator) somewhere: here, or on workers."""
+
     @abstractmethod
     def zero_shot(self) -> list[LLMPredictionResult]:
         """Predictions of the base model (no adapter) for every record."""

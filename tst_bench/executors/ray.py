@@ -27,7 +27,7 @@ from typing import Any
 from ..backends import build_trainable
 from ..config import RunConfig
 from ..errors import TsTError, TsTRuntimeError
-from ..evaluator import FoldObserver, LLMEvaluator
+from ..evaluator import FoldObserver, FoldObservers, LLMEvaluator
 from ..folds import FoldSpec
 from ..models import ModelSource, resolve_model
 from ..ray_cluster import (
@@ -43,7 +43,7 @@ from ..ray_cluster import (
     setup_worker_process,
     worker_died,
 )
-from ..schemas import FoldMemory, FoldResult, LLMPredictionResult, QARecord
+from ..schemas import FoldResult, LLMPredictionResult, QARecord
 from .base import FoldCallback, FoldExecutor
 
 logger = logging.getLogger(__name__)
@@ -71,14 +71,15 @@ class FoldWorker:
         self.info = describe_this_worker(index)
         if not source.path.is_dir():  # another node: resolve (build or fetch) the model here
             source = resolve_model(source.spec)
-        self.config = config
-        self.evaluator = LLMEvaluator(build_trainable(config, source), records, (), self.info.name)
+        self.evaluator = LLMEvaluator(
+            build_trainable(config, source), records, config.seed, worker_name=self.info.name
+        )
 
     def describe(self) -> WorkerInfo:
         return self.info
 
     def evaluate(self, spec: FoldSpec, adapter_dir: Path) -> FoldResult:
-        return self.evaluator.evaluate_fold(spec, self.config.seed, adapter_dir)
+        return self.evaluator.evaluate_fold(spec, adapter_dir)
 
     def zero_shot(self) -> list[LLMPredictionResult]:
         return self.evaluator.zero_shot()
@@ -140,7 +141,7 @@ class RayExecutor(FoldExecutor):
             )
             self._actor_class = ray.remote(FoldWorker)
             self._records = ray.put(list(records))
-            self._observers = list(observers)
+            self._observers = FoldObservers(observers)
             for _ in range(self.resources.count):
                 self._start_worker()
             self._wait_until_started(self.workers)
@@ -238,8 +239,7 @@ class RayExecutor(FoldExecutor):
         while state.queue and state.idle:
             worker, spec = state.idle.pop(0), state.queue.popleft()
             state.attempts[spec.key] = state.attempts.get(spec.key, 0) + 1
-            for observer in self._observers:
-                observer.fold_started(spec)
+            self._observers.started(spec)
             ref = worker.actor.evaluate.remote(spec, self.adapter_dir(spec))
             state.running[ref] = (worker, spec)
 
@@ -250,7 +250,7 @@ class RayExecutor(FoldExecutor):
         try:
             result = ray.get(ref)
         except Exception as error:
-            self._observe_end(spec)
+            self._observers.abandoned(spec)
             if not worker_died(error):
                 raise self._fold_error(f"fold {spec.key}", worker, error) from error
             attempts = state.attempts[spec.key]
@@ -270,14 +270,7 @@ class RayExecutor(FoldExecutor):
             state.starting[replacement.actor.describe.remote()] = replacement
             return
         state.idle.append(worker)
-        memory = self._observe_end(spec)
-        on_result(result if memory is None else result.model_copy(update={"memory": memory}))
-
-    def _observe_end(self, spec: FoldSpec) -> FoldMemory | None:
-        memory = None
-        for observer in self._observers:
-            memory = observer.fold_finished(spec) or memory
-        return memory
+        on_result(self._observers.finished(spec, result))
 
     @staticmethod
     def _fold_error(what: str, worker: _Worker, error: BaseException) -> TsTError:

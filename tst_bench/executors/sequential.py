@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from ..backends import build_trainable
 from ..config import RunConfig
-from ..evaluator import FoldObserver, LLMEvaluator
+from ..evaluator import AdapterDir, FoldObserver, LLMEvaluator
 from ..folds import FoldSpec
 from ..models import ModelSource
 from ..schemas import LLMPredictionResult, QARecord
@@ -20,19 +19,26 @@ class SequentialExecutor(FoldExecutor):
         config: RunConfig,
         source: ModelSource,
         records: Sequence[QARecord],
-        adapter_dir: Callable[[FoldSpec], Path],
+        adapter_dir: AdapterDir,
         observers: Sequence[FoldObserver] = (),
     ):
-        self.config = config
         self.adapter_dir = adapter_dir
-        self.evaluator = LLMEvaluator(build_trainable(config, source), records, observers)
+        self.evaluator = LLMEvaluator(build_trainable(config, source), records, config.seed, observers)
 
     def zero_shot(self) -> list[LLMPredictionResult]:
         return self.evaluator.zero_shot()
 
     def run(self, pending: Sequence[FoldSpec], on_result: FoldCallback) -> None:
-        for spec in pending:
-            on_result(self.evaluator.evaluate_fold(spec, self.config.seed, self.adapter_dir(spec)))
+        for group in fold_groups(pending, self.evaluator.trainer.trains_folds_together):
+            self.evaluator.evaluate_group(group, self.adapter_dir, on_result)
 
     def close(self) -> None:
         self.evaluator.close()
+
+
+def fold_groups(pending: Sequence[FoldSpec], together: bool) -> list[list[FoldSpec]]:
+    """One group per fold, or every pending fold in one group when the trainer trains folds
+    together; each fold is still scored and persisted on its own, so a rerun resumes per fold."""
+    if together:
+        return [list(pending)] if pending else []
+    return [[spec] for spec in pending]

@@ -4,7 +4,8 @@ A backend implements two primitives, in the spirit of lm-evaluation-harness:
 `choice_logprobs` (log-probabilities of each answer label right after the prompt, one forward
 pass, no free generation) and `generate_texts` (greedy generation for numeric and open-ended
 answers). `PromptScoringPredictor.predict` turns them into LLMPredictionResults with the same
-prediction and s(x) contract whatever the engine.
+prediction and option-probability contract whatever the engine. Predictors never see the answer:
+s(x) is computed from their output by the fold contract (evaluator.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..metrics import parse_mc_letter, parse_numeric_answer, score_answer
+from ..metrics import parse_mc_letter, parse_numeric_answer
 from ..schemas import LLMPredictionResult, LoRAAdapterInfo, TestInstance
 
 AdapterRef = LoRAAdapterInfo | str | Path
@@ -26,6 +27,10 @@ def adapter_path(adapter: AdapterRef) -> Path:
 
 class LLMPredictorInterface(ABC):
     """Predicts held-out instances, optionally through a LoRA adapter."""
+
+    #: True when the predictor holds device memory of its own, outside a resident model it shares
+    #: with the trainer (a vLLM engine): it releases it before every training (`release_device`).
+    owns_device_memory: bool = False
 
     @abstractmethod
     def predict(self, instances: Sequence[TestInstance]) -> list[LLMPredictionResult]: ...
@@ -47,7 +52,7 @@ class LLMPredictorInterface(ABC):
         return {}
 
     def release_device(self) -> None:
-        """Hand the device memory to a trainer in another process; the next use takes it back.
+        """Hand the device memory to the trainer; the next use takes it back.
 
         Engines that can pause without losing their state (vLLM sleep mode, or a CPU engine that
         keeps running) override this to avoid a full rebuild.
@@ -84,7 +89,7 @@ class PromptScoringPredictor(LLMPredictorInterface):
 
 
 def result_from_choice_logprobs(instance: TestInstance, logprobs: dict[str, float]) -> LLMPredictionResult:
-    """Prediction = most likely label; s(x) = its renormalised probability of the true label."""
+    """Prediction = most likely label; the labels' probabilities renormalised over the labels."""
     peak = max(logprobs.values())
     weights = {label: math.exp(value - peak) for label, value in logprobs.items()}
     total = sum(weights.values())
@@ -96,12 +101,11 @@ def result_from_choice_logprobs(instance: TestInstance, logprobs: dict[str, floa
         confidence=probs[prediction],
         option_probs=probs,
         option_logprobs=logprobs,
-        bias_score=probs.get(instance.ground_truth, 0.0),
     )
 
 
 def result_from_generation(instance: TestInstance, text: str) -> LLMPredictionResult:
-    """Parse a generated answer; s(x) is the answer's own score (MRA or exact match)."""
+    """Parse a generated answer (a letter, a number, or the text itself)."""
     answer = text.strip()
     if instance.format == "mc" and instance.choices:
         answer = parse_mc_letter(text, instance.choices) or answer
@@ -111,6 +115,5 @@ def result_from_generation(instance: TestInstance, text: str) -> LLMPredictionRe
     return LLMPredictionResult(
         instance_id=instance.instance_id,
         prediction=answer,
-        bias_score=score_answer(instance.format, instance.ground_truth, answer),
         raw_output=text,
     )

@@ -94,6 +94,8 @@ class VLLMPredictorConfig:
 class VLLMPredictor(PromptScoringPredictor):
     """Scores and generates with a vLLM engine; nothing starts before the first prediction or adapter."""
 
+    owns_device_memory = True  # the engine's weights and KV cache: released before every training
+
     def __init__(self, config: VLLMPredictorConfig, source: ModelSource | None = None):
         self.config = config
         self._source = source
