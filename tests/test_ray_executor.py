@@ -17,9 +17,11 @@ from tst_bench.errors import TsTRuntimeError
 from .ray_support import (
     FOLDS,
     TRAINER_OPTIONS,
+    RecordingObserver,
     assert_same_run,
     cli,
     fold_workers,
+    kill_a_worker_mid_fold,
     make_config,
     private_local_cluster,
     private_ray_tmpdir,
@@ -37,19 +39,6 @@ def ray_cluster():
         yield tmpdir
 
 
-class RecordingObserver:
-    """Notes the fold events the driver reports."""
-
-    def __init__(self):
-        self.events: list[str] = []
-
-    def fold_started(self, spec) -> None:
-        self.events.append(f"start {spec.key}")
-
-    def fold_finished(self, spec):
-        self.events.append(f"end {spec.key}")
-
-
 def test_packed_workers_reproduce_the_sequential_run(ray_cluster, sequential_run, tmp_path):
     observer = RecordingObserver()
     config = make_config(tmp_path / "run", executor="ray", workers=4, workers_per_gpu=2)
@@ -60,37 +49,7 @@ def test_packed_workers_reproduce_the_sequential_run(ray_cluster, sequential_run
     gpus = [name.rsplit("gpu ", 1)[1].rstrip(")") for name in workers]
     assert sorted(gpus) == ["0", "0", "1", "1"]  # two workers share each (logical) GPU
     assert run.result.n_folds == FOLDS
-    keys = [f"r0_f{fold}" for fold in range(FOLDS)]
-    assert sorted(observer.events) == sorted([f"start {k}" for k in keys] + [f"end {k}" for k in keys])
-    assert all(observer.events.index(f"start {k}") < observer.events.index(f"end {k}") for k in keys)
-
-
-def processes_running(task: str, tmpdir: Path) -> list[int]:
-    """Our Ray workers (by RAY_TMPDIR in their environment) whose process title shows `task`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if (
-                entry.name.isdigit()
-                and task.encode() in (entry / "cmdline").read_bytes()
-                and f"RAY_TMPDIR={tmpdir}".encode() in (entry / "environ").read_bytes()
-            ):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def kill_a_worker_mid_fold(tmpdir: Path, killed: list[int], delay: float = 0.5) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        busy = processes_running("FoldWorker.evaluate", tmpdir)
-        if busy:
-            time.sleep(delay)  # the fold is training now
-            os.kill(busy[0], signal.SIGKILL)
-            killed.append(busy[0])
-            return
-        time.sleep(0.05)
+    observer.assert_each_fold_started_then_finished([f"r0_f{fold}" for fold in range(FOLDS)])
 
 
 def test_a_worker_killed_mid_fold_is_replaced_and_the_run_completes(
@@ -117,7 +76,7 @@ def test_a_fold_that_fails_stops_the_run_naming_fold_and_worker(ray_cluster, tmp
     config = make_config(out, executor="ray", workers=1, trainer_options=options)
     with pytest.raises(
         TsTRuntimeError,
-        match=r"fold r0_f0 failed on ray worker 0 \(node .*pid \d+.*\): \w+Error: .*target_modules",
+        match=r"ray worker 0 \(node .*pid \d+.*\) failed during fold r0_f0: \w+Error: .*target_modules",
     ):
         run_tst(config, progress=False)
     assert (out / "zero_shot.jsonl").exists()  # what was computed stays for a rerun

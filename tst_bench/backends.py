@@ -102,13 +102,13 @@ def _ray_pool(inner: str) -> Callable[[BackendContext], LLMPredictorInterface]:
     """
 
     def build(ctx: BackendContext) -> LLMPredictorInterface:
+        from .cluster.connection import require_ray
         from .predictors.pool import (
             RayPredictorPool,
             RayPredictorPoolConfig,
             RegisteredPredictor,
             split_pool_options,
         )
-        from .ray_cluster import require_ray
 
         require_ray(f"backend ray_{inner}")
         if inner not in PREDICTORS:

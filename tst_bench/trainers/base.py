@@ -25,6 +25,9 @@ class LLMTrainerInterface(ABC):
     #: True when training needs the predictor's device memory released first (a trainer in
     #: another process); False when it shares the predictor's resident model.
     needs_exclusive_device: bool = True
+    #: True when `train_many` trains several folds' adapters in one pass over the base model, so
+    #: a fold executor hands each worker a group of folds instead of one at a time.
+    trains_folds_together: bool = False
 
     @abstractmethod
     def train(
