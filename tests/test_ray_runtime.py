@@ -26,17 +26,20 @@ def where_tst_bench_is():
 
 
 def test_workers_run_the_shipped_tst_bench(tst_ray):
-    assert tst_ray.joined and not tst_ray.started
     here = tst_bench.__file__
     there = ray.get(where_tst_bench_is.remote(), timeout=120)
     assert "runtime_resources" in there and there != here, (here, there)
+    assert tst_ray.joined and not tst_ray.started
 """
 
 KILLED = """
 import os
 import signal
+from pathlib import Path
 
 import ray
+
+from tst_bench.cluster import reaper
 
 
 @ray.remote
@@ -45,7 +48,20 @@ class Holder:
         return os.getpid()
 
 
+def reapers_watching(pid):
+    needle = f"{reaper.__name__}\\0{pid}\\0".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def test_killed_with_ray_running(tst_ray):
+    assert len(reapers_watching(os.getpid())) == 1
     assert tst_ray.started
     holder = Holder.remote()
     assert ray.get(holder.pid.remote(), timeout=120) > 0  # a worker is up
