@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,6 +225,23 @@ def processes_running(task: str, tmpdir: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def run_killing_a_worker(tmpdir: Path, out: Path, caplog) -> tuple[int, str]:
+    """Run the small TsT into `out` on two Ray workers while one is killed mid-fold:
+    (the killed worker's pid, the warnings logged)."""
+    import logging
+
+    from tst_bench.engine import run_tst
+
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_a_worker_mid_fold, args=(tmpdir, killed), daemon=True)
+    killer.start()
+    with caplog.at_level(logging.WARNING, logger="tst_bench"):
+        run_tst(make_config(out, executor="ray", workers=2), progress=False)
+    killer.join(timeout=1)
+    assert killed, "no worker was seen running a fold"
+    return killed[0], caplog.text
 
 
 def kill_a_worker_mid_fold(tmpdir: Path, killed: list[int], delay: float = 0.5) -> None:

@@ -1,11 +1,9 @@
 """Fold-parallel TsT on Ray (CPU, logical GPUs): same results as sequential, faults, Ctrl-C, resume."""
 
-import logging
 import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -21,11 +19,11 @@ from .ray_support import (
     assert_same_run,
     cli,
     fold_workers,
-    kill_a_worker_mid_fold,
     make_config,
     private_local_cluster,
     private_ray_tmpdir,
     ray_env,
+    run_killing_a_worker,
     run_to_the_end,
     wait_until_gone,
 )
@@ -55,18 +53,11 @@ def test_packed_workers_reproduce_the_sequential_run(ray_cluster, sequential_run
 def test_a_worker_killed_mid_fold_is_replaced_and_the_run_completes(
     ray_cluster, sequential_run, tmp_path, caplog
 ):
-    killed: list[int] = []
-    killer = threading.Thread(target=kill_a_worker_mid_fold, args=(ray_cluster, killed), daemon=True)
-    killer.start()
     out = tmp_path / "run"
-    with caplog.at_level(logging.WARNING, logger="tst_bench"):
-        run_tst(make_config(out, executor="ray", workers=2), progress=False)
-    killer.join(timeout=1)
-    assert killed, "no worker was seen running a fold"
-    match = re.search(rf"pid {killed[0]}[^)]*\) died during fold (r0_f\d)", caplog.text)
-    assert match, caplog.text
-    workers = fold_workers(out)
-    assert f"pid {killed[0]}" not in workers[match.group(1)]  # the fold was run again elsewhere
+    killed, log = run_killing_a_worker(ray_cluster, out, caplog)
+    match = re.search(rf"pid {killed}[^)]*\) died during fold (r0_f\d)", log)
+    assert match, log
+    assert f"pid {killed}" not in fold_workers(out)[match.group(1)]  # the fold was run again elsewhere
     assert_same_run(out, sequential_run)
 
 

@@ -3,12 +3,10 @@
 The cluster's workers run a setup hook that makes the peft trainer declare `trains_folds_together`
 (its training stays one fold at a time, so the adapters and scores are the sequential run's): the
 executor then hands each worker one contiguous group, streams the results fold by fold, and
-reruns a dead worker's whole group on a replacement.
+reruns a dead worker's whole group elsewhere (a replacement is started in its place).
 """
 
-import logging
 import re
-import threading
 
 import pytest
 
@@ -20,8 +18,8 @@ from .ray_support import (
     assert_same_run,
     cluster_training_folds_together,
     fold_workers,
-    kill_a_worker_mid_fold,
     make_config,
+    run_killing_a_worker,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -54,18 +52,12 @@ def test_each_worker_gets_one_group_and_the_run_equals_the_sequential_one(
 
 
 def test_a_worker_killed_mid_group_has_its_whole_group_rerun(ray_cluster, sequential_run, tmp_path, caplog):
-    killed: list[int] = []
-    killer = threading.Thread(target=kill_a_worker_mid_fold, args=(ray_cluster, killed), daemon=True)
-    killer.start()
     out = tmp_path / "run"
-    with caplog.at_level(logging.WARNING, logger="tst_bench"):
-        run_tst(make_config(out, executor="ray", workers=2), progress=False)
-    killer.join(timeout=1)
-    assert killed, "no worker was seen running a group"
-    match = re.search(rf"pid {killed[0]}[^)]*\) died during folds ((?:r0_f\d(?:, )?)+)", caplog.text)
-    assert match, caplog.text
+    killed, log = run_killing_a_worker(ray_cluster, out, caplog)
+    match = re.search(rf"pid {killed}[^)]*\) died during folds ((?:r0_f\d(?:, )?)+)", log)
+    assert match, log
     group = match.group(1).split(", ")
     assert group in (FIRST_HALF, SECOND_HALF)
     rerun_by = workers_of(out, group)
-    assert len(rerun_by) == 1 and f"pid {killed[0]}" not in next(iter(rerun_by))  # rerun whole, elsewhere
+    assert len(rerun_by) == 1 and f"pid {killed}" not in next(iter(rerun_by))  # rerun whole, elsewhere
     assert_same_run(out, sequential_run)
