@@ -49,16 +49,15 @@ DEFAULT_TRANSPORT: TransportName = "object_store"
 
 @dataclass(frozen=True)
 class RegisteredPredictor:
-    """Builds registry backend `backend` for `config` inside the worker, on that node's model."""
+    """A registry backend built inside the worker: `build(config, source)`, with the model as
+    found on the worker's node (`build` is the registry's, passed by reference)."""
 
-    backend: str
+    build: Callable[[RunConfig, ModelSource], LLMPredictorInterface]
     config: RunConfig
     source: ModelSource
 
     def __call__(self) -> LLMPredictorInterface:
-        from ..backends import PREDICTORS, BackendContext
-
-        return PREDICTORS[self.backend](BackendContext(self.config, model_on_this_node(self.source)))
+        return self.build(self.config, model_on_this_node(self.source))
 
 
 @dataclass(kw_only=True)
