@@ -6,7 +6,7 @@ config), so the driver never imports the engine. `predict` splits the instances 
 contiguous chunk per worker and joins the results in input order; `load_adapter` loads the
 adapter on every worker (shipping its files to workers on other nodes); a failing worker is named
 in the error and the pool is reset; `reset` kills the workers (their device memory goes with
-them) and the next call starts new ones. Starting, deadlines and failures are the Ray layer's
+them) and the next call starts fresh ones. Starting, deadlines and failures are the Ray layer's
 `ActorPool` (tst_bench/cluster).
 """
 
