@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tst_bench.ray_cluster import ClusterOptions, acquire
+from tst_bench.cluster.connection import ClusterOptions, acquire
 
 
 @contextlib.contextmanager

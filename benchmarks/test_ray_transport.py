@@ -2,7 +2,7 @@
 
 The workers' predictor answers at once (it only builds the results), so the time is what the
 pool's transport costs: splitting, serialising, shipping, deserialising, joining. The pool's
-default transport (predictors/pool.py DEFAULT_TRANSPORT) is the faster one measured here.
+default transport (DEFAULT_TRANSPORT in predictors/pool.py) is the faster one measured here.
 """
 
 import logging

@@ -1,8 +1,8 @@
-"""Ray test support: private clusters, finding their processes, a two-node cluster, a small TsT.
+"""Ray test support: private clusters, finding their processes, a running cluster to join, a small TsT.
 
 Each test cluster lives under its own short RAY_TMPDIR, so the tests never see (or stop) another
-Ray on the machine; `python -m tests.ray_support` runs a head node plus a second node, each with
-one logical GPU, until its stdin closes.
+Ray on the machine; `python -m tests.ray_support N` runs a cluster of N nodes, each with one
+logical GPU, until its stdin closes.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,20 +88,55 @@ def ray_env(tmpdir: Path) -> dict[str, str]:
 @contextlib.contextmanager
 def private_local_cluster(num_gpus: int = 2, num_cpus: int = 2) -> Iterator[Path]:
     """A local cluster for this process (logical GPUs); afterwards none of its processes may remain."""
-    import pytest
+    from tst_bench.cluster.connection import ClusterOptions, acquire
 
-    from tst_bench.ray_cluster import ClusterOptions, acquire
-
-    tmpdir = private_ray_tmpdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_TMPDIR", str(tmpdir))
-        patch.delenv("RAY_ADDRESS", raising=False)
+    with _private_tmpdir() as tmpdir:
         lease = acquire(ClusterOptions(num_gpus=num_gpus, num_cpus=num_cpus))
         assert lease.started_here
         try:
             yield tmpdir
         finally:
             lease.release()
+
+
+@contextlib.contextmanager
+def cluster_training_folds_together(num_gpus: int = 2, num_cpus: int = 2) -> Iterator[Path]:
+    """A local cluster whose workers run `train_folds_together` at start; tst-bench uses the
+    connection (it did not start it, so this removes it)."""
+    import ray
+
+    with _private_tmpdir() as tmpdir:
+        ray.init(
+            address="local",
+            num_gpus=num_gpus,
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            runtime_env={"worker_process_setup_hook": f"{__name__}.train_folds_together"},
+        )
+        try:
+            yield tmpdir
+        finally:
+            ray.shutdown()
+
+
+def train_folds_together() -> None:
+    """Ray worker setup hook: the peft trainer says it trains folds together, so the executor
+    hands each worker a group of folds (its `train_many` trains them one by one: same adapters)."""
+    from tst_bench.trainers.peft import PeftTrainer
+
+    PeftTrainer.trains_folds_together = True
+
+
+@contextlib.contextmanager
+def _private_tmpdir() -> Iterator[Path]:
+    """RAY_TMPDIR set to a fresh directory; afterwards none of its processes may remain."""
+    import pytest
+
+    tmpdir = private_ray_tmpdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", str(tmpdir))
+        patch.delenv("RAY_ADDRESS", raising=False)
+        yield tmpdir
     left = wait_until_gone(tmpdir)
     assert not left, f"processes of the private Ray cluster still alive: {left}"
 
@@ -157,13 +194,77 @@ def assert_same_predictions(got, expected, tolerance: float = 1e-5) -> None:
             assert abs(left.option_probs[label] - prob) <= tolerance, (left.instance_id, label)
 
 
-class TwoNodeCluster:
-    """A head node and a second node (separate raylets, one logical GPU each) in a child process."""
+class RecordingObserver:
+    """Notes the fold events the driver reports."""
 
-    def __init__(self, tmpdir: Path):
+    def __init__(self):
+        self.events: list[str] = []
+
+    def fold_started(self, spec) -> None:
+        self.events.append(f"start {spec.key}")
+
+    def fold_finished(self, spec):
+        self.events.append(f"end {spec.key}")
+
+    def assert_each_fold_started_then_finished(self, keys: list[str]) -> None:
+        assert sorted(self.events) == sorted([f"start {k}" for k in keys] + [f"end {k}" for k in keys])
+        assert all(self.events.index(f"start {k}") < self.events.index(f"end {k}") for k in keys)
+
+
+def processes_running(task: str, tmpdir: Path) -> list[int]:
+    """Our Ray workers (by RAY_TMPDIR in their environment) whose process title shows `task`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and task.encode() in (entry / "cmdline").read_bytes()
+                and f"RAY_TMPDIR={tmpdir}".encode() in (entry / "environ").read_bytes()
+            ):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def run_killing_a_worker(tmpdir: Path, out: Path, caplog) -> tuple[int, str]:
+    """Run the small TsT into `out` on two Ray workers while one is killed mid-fold:
+    (the killed worker's pid, the warnings logged)."""
+    import logging
+
+    from tst_bench.engine import run_tst
+
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_a_worker_mid_fold, args=(tmpdir, killed), daemon=True)
+    killer.start()
+    with caplog.at_level(logging.WARNING, logger="tst_bench"):
+        run_tst(make_config(out, executor="ray", workers=2), progress=False)
+    killer.join(timeout=1)
+    assert killed, "no worker was seen running a fold"
+    return killed[0], caplog.text
+
+
+def kill_a_worker_mid_fold(tmpdir: Path, killed: list[int], delay: float = 0.5) -> None:
+    """Kill (SIGKILL) the first of our fold workers seen running a fold, `delay` s into it."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        busy = processes_running("FoldWorker.evaluate", tmpdir)
+        if busy:
+            time.sleep(delay)  # the fold is training now
+            os.kill(busy[0], signal.SIGKILL)
+            killed.append(busy[0])
+            return
+        time.sleep(0.05)
+
+
+class ClusterProcess:
+    """A running Ray cluster in a child process, as a user's cluster runs apart from tst-bench:
+    a head node and `nodes - 1` more (separate raylets, one logical GPU and one CPU each)."""
+
+    def __init__(self, tmpdir: Path, nodes: int = 2):
         self.tmpdir = tmpdir
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.ray_support"],
+            [sys.executable, "-m", "tests.ray_support", str(nodes)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -172,7 +273,7 @@ class TwoNodeCluster:
         )
         line = self.process.stdout.readline()  # type: ignore[union-attr]
         if not line:
-            raise RuntimeError(f"two-node cluster did not start (exit {self.process.wait()})")
+            raise RuntimeError(f"the {nodes}-node cluster did not start (exit {self.process.wait()})")
         info = json.loads(line)
         self.address: str = info["address"]
         self.node_ids: list[str] = info["node_ids"]
@@ -187,18 +288,17 @@ class TwoNodeCluster:
             self.process.wait(timeout=60)
 
 
-def _serve_two_nodes() -> None:
+def _serve(nodes: int) -> None:
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1, "include_dashboard": False}
     )
-    second = cluster.add_node(num_cpus=1, num_gpus=1)
-    nodes = [cluster.head_node, second]
+    all_nodes = [cluster.head_node] + [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(nodes - 1)]
     info = {
         "address": cluster.address,
-        "node_ids": [node.node_id for node in nodes],
-        "raylet_pids": [node.all_processes["raylet"][0].process.pid for node in nodes],
+        "node_ids": [node.node_id for node in all_nodes],
+        "raylet_pids": [node.all_processes["raylet"][0].process.pid for node in all_nodes],
     }
     print(json.dumps(info), flush=True)
     try:
@@ -208,4 +308,4 @@ def _serve_two_nodes() -> None:
 
 
 if __name__ == "__main__":
-    _serve_two_nodes()
+    _serve(int(sys.argv[1]))

@@ -1,11 +1,9 @@
 """Fold-parallel TsT on Ray (CPU, logical GPUs): same results as sequential, faults, Ctrl-C, resume."""
 
-import logging
 import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from tst_bench.errors import TsTRuntimeError
 from .ray_support import (
     FOLDS,
     TRAINER_OPTIONS,
+    RecordingObserver,
     assert_same_run,
     cli,
     fold_workers,
@@ -24,6 +23,7 @@ from .ray_support import (
     private_local_cluster,
     private_ray_tmpdir,
     ray_env,
+    run_killing_a_worker,
     run_to_the_end,
     wait_until_gone,
 )
@@ -37,19 +37,6 @@ def ray_cluster():
         yield tmpdir
 
 
-class RecordingObserver:
-    """Notes the fold events the driver reports."""
-
-    def __init__(self):
-        self.events: list[str] = []
-
-    def fold_started(self, spec) -> None:
-        self.events.append(f"start {spec.key}")
-
-    def fold_finished(self, spec):
-        self.events.append(f"end {spec.key}")
-
-
 def test_packed_workers_reproduce_the_sequential_run(ray_cluster, sequential_run, tmp_path):
     observer = RecordingObserver()
     config = make_config(tmp_path / "run", executor="ray", workers=4, workers_per_gpu=2)
@@ -60,54 +47,17 @@ def test_packed_workers_reproduce_the_sequential_run(ray_cluster, sequential_run
     gpus = [name.rsplit("gpu ", 1)[1].rstrip(")") for name in workers]
     assert sorted(gpus) == ["0", "0", "1", "1"]  # two workers share each (logical) GPU
     assert run.result.n_folds == FOLDS
-    keys = [f"r0_f{fold}" for fold in range(FOLDS)]
-    assert sorted(observer.events) == sorted([f"start {k}" for k in keys] + [f"end {k}" for k in keys])
-    assert all(observer.events.index(f"start {k}") < observer.events.index(f"end {k}") for k in keys)
-
-
-def processes_running(task: str, tmpdir: Path) -> list[int]:
-    """Our Ray workers (by RAY_TMPDIR in their environment) whose process title shows `task`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if (
-                entry.name.isdigit()
-                and task.encode() in (entry / "cmdline").read_bytes()
-                and f"RAY_TMPDIR={tmpdir}".encode() in (entry / "environ").read_bytes()
-            ):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def kill_a_worker_mid_fold(tmpdir: Path, killed: list[int], delay: float = 0.5) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        busy = processes_running("FoldWorker.evaluate", tmpdir)
-        if busy:
-            time.sleep(delay)  # the fold is training now
-            os.kill(busy[0], signal.SIGKILL)
-            killed.append(busy[0])
-            return
-        time.sleep(0.05)
+    observer.assert_each_fold_started_then_finished([f"r0_f{fold}" for fold in range(FOLDS)])
 
 
 def test_a_worker_killed_mid_fold_is_replaced_and_the_run_completes(
     ray_cluster, sequential_run, tmp_path, caplog
 ):
-    killed: list[int] = []
-    killer = threading.Thread(target=kill_a_worker_mid_fold, args=(ray_cluster, killed), daemon=True)
-    killer.start()
     out = tmp_path / "run"
-    with caplog.at_level(logging.WARNING, logger="tst_bench"):
-        run_tst(make_config(out, executor="ray", workers=2), progress=False)
-    killer.join(timeout=1)
-    assert killed, "no worker was seen running a fold"
-    match = re.search(rf"pid {killed[0]}[^)]*\) died during fold (r0_f\d)", caplog.text)
-    assert match, caplog.text
-    workers = fold_workers(out)
-    assert f"pid {killed[0]}" not in workers[match.group(1)]  # the fold was run again elsewhere
+    killed, log = run_killing_a_worker(ray_cluster, out, caplog)
+    match = re.search(rf"pid {killed}[^)]*\) died during fold (r0_f\d)", log)
+    assert match, log
+    assert f"pid {killed}" not in fold_workers(out)[match.group(1)]  # the fold was run again elsewhere
     assert_same_run(out, sequential_run)
 
 
@@ -117,7 +67,7 @@ def test_a_fold_that_fails_stops_the_run_naming_fold_and_worker(ray_cluster, tmp
     config = make_config(out, executor="ray", workers=1, trainer_options=options)
     with pytest.raises(
         TsTRuntimeError,
-        match=r"fold r0_f0 failed on ray worker 0 \(node .*pid \d+.*\): \w+Error: .*target_modules",
+        match=r"ray worker 0 \(node .*pid \d+.*\) failed during fold r0_f0: \w+Error: .*target_modules",
     ):
         run_tst(config, progress=False)
     assert (out / "zero_shot.jsonl").exists()  # what was computed stays for a rerun

@@ -14,7 +14,7 @@ from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 
 from .ray_support import (
-    TwoNodeCluster,
+    ClusterProcess,
     assert_same_predictions,
     assert_same_run,
     fold_workers,
@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 @pytest.fixture(scope="module")
 def cluster():
     tmpdir = private_ray_tmpdir()
-    two_nodes = TwoNodeCluster(tmpdir)
+    two_nodes = ClusterProcess(tmpdir, nodes=2)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_TMPDIR", str(tmpdir))
         patch.delenv("RAY_ADDRESS", raising=False)

@@ -1,4 +1,4 @@
-"""Ray plumbing without a cluster: sizing workers, splitting work, options, and the reaper."""
+"""Ray plumbing without a cluster: sizing workers, splitting work, fold groups, options, the reaper."""
 
 import signal
 import subprocess
@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from tst_bench.cluster import reaper as reaper_module
+from tst_bench.cluster.actors import split_evenly
+from tst_bench.cluster.resources import plan_workers
 from tst_bench.config import RunConfig
 from tst_bench.engine import check_run
 from tst_bench.errors import InputError, TsTRuntimeError
-from tst_bench.predictors.pool import RayPredictorPoolConfig, split_evenly, split_pool_options
-from tst_bench.ray_cluster import plan_workers
+from tst_bench.executors.ray import fold_groups
+from tst_bench.folds import FoldSpec
+from tst_bench.predictors.pool import RayPredictorPool, RayPredictorPoolConfig, split_pool_options
 
 from .helpers import run_cli
 
@@ -23,6 +27,19 @@ def test_split_evenly_keeps_order_and_balances():
     assert [len(c) for c in chunks] == [4, 4, 3]
     assert [x for chunk in chunks for x in chunk] == items
     assert split_evenly([1], 3) == [[1], [], []]
+
+
+def specs(count: int) -> list[FoldSpec]:
+    return [FoldSpec(0, fold, count, (), ()) for fold in range(count)]
+
+
+def test_folds_go_one_per_dispatch_unless_the_trainer_trains_them_together():
+    pending = specs(5)
+    assert fold_groups(pending, 2, together=False) == [(spec,) for spec in pending]
+    together = fold_groups(pending, 2, together=True)
+    assert [[s.fold for s in group] for group in together] == [[0, 1, 2], [3, 4]]  # one group per worker
+    assert [len(group) for group in fold_groups(pending[:2], 4, together=True)] == [1, 1]
+    assert fold_groups([], 3, together=True) == []
 
 
 @pytest.fixture
@@ -109,14 +126,19 @@ def test_pool_options_split_from_the_backend_options():
     assert inner == {"batch_size": 8}
     with pytest.raises(InputError, match="num_workers must be 0"):
         RayPredictorPoolConfig(num_workers=-2)
+    with pytest.raises(InputError, match="workers_per_gpu must be at least 1"):
+        RayPredictorPoolConfig(workers_per_gpu=0)
 
 
-def test_ray_vllm_predictor_config():
-    from tst_bench.predictors.ray_vllm import RayVLLMPredictorConfig
+def test_ray_vllm_predictor_is_the_pool_over_the_vllm_predictor():
+    from tst_bench import RayVLLMPredictor, RayVLLMPredictorConfig, VLLMPredictor, VLLMPredictorConfig
 
-    config = RayVLLMPredictorConfig("a vllm config", num_workers=1)
-    assert config.base_config == "a vllm config"
-    assert config.set_with_gpu_count(4).num_workers == 4
+    base = VLLMPredictorConfig(max_tokens=4)
+    pool = RayVLLMPredictor(RayVLLMPredictorConfig(base, num_workers=2))
+    assert isinstance(pool, RayPredictorPool) and pool.num_workers == 0  # nothing starts before a call
+    built = pool.factory()  # what each worker builds (no engine before its first prediction)
+    assert isinstance(built, VLLMPredictor) and built.config is base
+    assert RayVLLMPredictorConfig().base_config == VLLMPredictorConfig()
 
 
 # --- the reaper, on real processes ---------------------------------------------------------
@@ -164,7 +186,7 @@ def test_reaper_kills_the_session_of_a_killed_driver_and_nothing_else(tmp_path):
     )
     worker = _children(raylet)[0]
     reaper = subprocess.Popen(
-        [sys.executable, "-m", "tst_bench.ray_reaper", str(driver.pid), session],
+        [sys.executable, "-m", reaper_module.__name__, str(driver.pid), session],
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -102,13 +102,13 @@ def _ray_pool(inner: str) -> Callable[[BackendContext], LLMPredictorInterface]:
     """
 
     def build(ctx: BackendContext) -> LLMPredictorInterface:
+        from .cluster.connection import require_ray
         from .predictors.pool import (
             RayPredictorPool,
             RayPredictorPoolConfig,
             RegisteredPredictor,
             split_pool_options,
         )
-        from .ray_cluster import require_ray
 
         require_ray(f"backend ray_{inner}")
         if inner not in PREDICTORS:
@@ -125,7 +125,7 @@ def _ray_pool(inner: str) -> Callable[[BackendContext], LLMPredictorInterface]:
             num_gpus=ctx.config.ray_gpus,
             use_gpus=ctx.config.device != "cpu",
         )
-        return RayPredictorPool(RegisteredPredictor(inner, inner_config, ctx.source), config)
+        return RayPredictorPool(RegisteredPredictor(build_predictor, inner_config, ctx.source), config)
 
     return build
 
@@ -162,6 +162,11 @@ def check_backend_names(config: RunConfig) -> None:
         raise InputError(f"unknown backend {config.backend!r}; choose one of {sorted(PREDICTORS)}")
     if config.trainer not in TRAINERS:
         raise InputError(f"unknown trainer {config.trainer!r}; choose one of {sorted(TRAINERS)}")
+
+
+def build_predictor(config: RunConfig, source: ModelSource) -> LLMPredictorInterface:
+    """The predictor of `config.backend` alone (what each worker of a `ray_` pool builds)."""
+    return PREDICTORS[config.backend](BackendContext(config, source))
 
 
 def build_trainable(config: RunConfig, source: ModelSource) -> TrainableLLMPredictor:

@@ -1,9 +1,11 @@
-"""The Ray runtime for a test session: start a local one, join a cluster, or reuse one already up.
+"""The Ray runtime of a test session, connected the way the CLI connects (tst_bench.cluster).
 
-A local runtime declares --tst-gpus logical GPUs (so Ray's GPU scheduling works on a CPU machine)
-and enough CPUs for --tst-workers workers. Only a runtime this module started or joined is shut
-down at the end (for a joined cluster, `ray.shutdown` only disconnects); `ray stop` is never used,
-it would kill every Ray instance on the machine.
+--tst-ray-address (or $RAY_ADDRESS) joins that cluster, shipping this tst_bench to its workers,
+and leaves it running; otherwise a private local cluster is started, watched by the reaper (a
+killed pytest leaves no Ray processes), with --tst-gpus logical GPUs (so Ray's GPU scheduling
+works on a CPU machine) and enough CPUs for --tst-workers workers, and removed at the end. A Ray
+connection the session already has is reused and left alone. `ray stop` is never used: it would
+kill every Ray instance on the machine.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
+from ..cluster.connection import ClusterLease, ClusterOptions, acquire
 from .settings import TsTSettings
 
 logger = logging.getLogger(__name__)
@@ -20,10 +22,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RayRuntime:
+    lease: ClusterLease
     address: str
-    started: bool  # this fixture called ray.init (and so shuts it down)
-    joined: bool  # an existing cluster (--tst-ray-address / RAY_ADDRESS) rather than a local instance
     resources: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def started(self) -> bool:
+        """A private local cluster this session started (and removes at the end)."""
+        return self.lease.started_here
+
+    @property
+    def joined(self) -> bool:
+        """An existing cluster (--tst-ray-address, $RAY_ADDRESS or a connection made before us)."""
+        return not self.lease.started_here
 
     @property
     def gpus(self) -> float:
@@ -35,38 +46,20 @@ class RayRuntime:
 
 
 def start_ray(settings: TsTSettings) -> RayRuntime:
-    import ray
-
-    if ray.is_initialized():
-        context = ray.get_runtime_context()
-        return RayRuntime(context.gcs_address, started=False, joined=True, resources=ray.cluster_resources())
-    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(**local_resources(settings), include_dashboard=False, log_to_driver=False)
-    context = ray.get_runtime_context()
-    runtime = RayRuntime(
-        context.gcs_address, started=True, joined=bool(address), resources=ray.cluster_resources()
-    )
+    lease = acquire(cluster_options(settings))
+    runtime = RayRuntime(lease, lease.address, lease.resources)
     logger.info(
-        "Ray %s at %s with %s", "joined" if address else "started", runtime.address, runtime.resources
+        "Ray %s at %s with %s", "started" if runtime.started else "joined", runtime.address, runtime.resources
     )
     return runtime
 
 
-def local_resources(settings: TsTSettings) -> dict[str, Any]:
+def cluster_options(settings: TsTSettings) -> ClusterOptions:
+    """The cluster to join, or the size of the local one: --tst-gpus GPUs (logical on a CPU
+    machine; caps real GPUs otherwise) and a CPU for each of the most workers any test runs."""
     workers = max(settings.workers or 1, max(settings.speedup_counts))
-    resources: dict[str, Any] = {"num_cpus": max(os.cpu_count() or 1, workers)}
-    if settings.gpus is not None:
-        resources["num_gpus"] = settings.gpus  # logical on a CPU machine; caps real GPUs otherwise
-    return resources
+    return ClusterOptions(settings.ray_address, settings.gpus, max(os.cpu_count() or 1, workers))
 
 
 def stop_ray(runtime: RayRuntime) -> None:
-    if not runtime.started:
-        return
-    import ray
-
-    ray.shutdown()
+    runtime.lease.release()

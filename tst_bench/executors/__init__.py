@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..cluster.connection import check_address, require_ray
+from ..cluster.resources import check_worker_options
 from ..config import RunConfig
 from ..errors import InputError
 from ..evaluator import FoldObserver
 from ..folds import FoldSpec
 from ..models import ModelSource
-from ..ray_cluster import check_address, require_ray
 from ..schemas import QARecord
 from .base import FoldCallback, FoldExecutor
 from .sequential import SequentialExecutor
@@ -22,10 +23,7 @@ def check_executor_options(config: RunConfig) -> None:
     """Executor settings that are wrong whatever the cluster looks like."""
     if config.executor not in EXECUTORS:
         raise InputError(f"unknown executor {config.executor!r}; choose one of {EXECUTORS}")
-    if config.workers < 0:
-        raise InputError(f"--workers must be 0 (fill the cluster) or more, got {config.workers}")
-    if config.workers_per_gpu < 1:
-        raise InputError(f"--workers-per-gpu must be at least 1, got {config.workers_per_gpu}")
+    check_worker_options(config.workers, config.workers_per_gpu)
     if config.ray_gpus is not None and config.ray_gpus < 0:
         raise InputError(f"--gpus must be 0 or more, got {config.ray_gpus}")
     if config.executor == "ray":

@@ -4,12 +4,16 @@ Every worker builds the same trainable predictor as the sequential executor
 (`backends.build_trainable`) and keeps its base model loaded across the folds it runs. A fold's
 seed comes from its FoldSpec, so which worker runs it, and after what, changes nothing in its
 result. Small models pack several workers onto one GPU (`workers_per_gpu`: each asks Ray for
-that fraction of a GPU). A worker that dies mid-fold is replaced and the fold runs again on
-another worker; a fold that fails with an error inside Python stops the run. Results stream to
-`on_result` (which persists them) as each fold finishes, so a killed driver loses only the folds
-in flight.
+that fraction of a GPU).
 
-Fold observers stay in the driver: `fold_started` when a fold is handed to a worker,
+The unit of dispatch is a group of folds: one fold per call, unless the workers' trainer trains
+several folds' adapters in one pass (`trains_folds_together`), in which case the pending folds
+are split into one group per worker. A worker that dies mid-group is replaced and its whole group
+runs again on another worker; a fold that fails with an error inside Python stops the run.
+Results stream to `on_result` (which persists them) fold by fold as each group finishes, so a
+killed driver loses only the groups in flight.
+
+Fold observers stay in the driver: `fold_started` when a fold's group is handed to a worker,
 `fold_finished` when its result (or its failure) comes back. With several folds in flight, a
 device-level observer (the NVML memory monitor) sees all of them at once.
 """
@@ -17,95 +21,79 @@ device-level observer (the NVML memory monitor) sees all of them at once.
 from __future__ import annotations
 
 import logging
-import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..backends import build_trainable
+from ..cluster.actors import (
+    Actor,
+    ActorPool,
+    ActorWorker,
+    WorkerDied,
+    WorkerSetup,
+    model_on_this_node,
+    split_evenly,
+)
+from ..cluster.connection import ClusterOptions, acquire
+from ..cluster.resources import plan_workers
 from ..config import RunConfig
-from ..errors import TsTError, TsTRuntimeError
+from ..errors import TsTRuntimeError
 from ..evaluator import FoldObserver, FoldObservers, LLMEvaluator
 from ..folds import FoldSpec
-from ..models import ModelSource, resolve_model
-from ..ray_cluster import (
-    ClusterOptions,
-    WorkerInfo,
-    WorkerResources,
-    acquire,
-    describe_this_worker,
-    failure_cause,
-    kill_actors,
-    not_placed,
-    plan_workers,
-    setup_worker_process,
-    worker_died,
-)
+from ..models import ModelSource
 from ..schemas import FoldResult, LLMPredictionResult, QARecord
 from .base import FoldCallback, FoldExecutor
 
 logger = logging.getLogger(__name__)
 
-#: Runs of one fold on workers that died under it before the run gives up.
-MAX_FOLD_ATTEMPTS = 3
-#: Seconds a worker may take to be placed and started before the run fails.
-START_TIMEOUT_S = 600.0
-POLL_S = 1.0
+#: Runs of one group of folds on workers that died under it before the run gives up.
+MAX_ATTEMPTS = 3
+
+FoldGroup = tuple[FoldSpec, ...]
 
 
-class FoldWorker:
+def fold_groups(pending: Sequence[FoldSpec], workers: int, together: bool) -> list[FoldGroup]:
+    """The units of dispatch: one group per worker when the trainer trains folds `together`
+    (contiguous, sizes differing by at most one), else one fold each."""
+    if not together:
+        return [(spec,) for spec in pending]
+    parts = max(1, min(workers, len(pending)))
+    return [tuple(group) for group in split_evenly(pending, parts) if group]
+
+
+class FoldWorker(ActorWorker):
     """The body of one Ray actor: a resident model that trains and scores the folds it is given."""
 
-    def __init__(
-        self,
-        index: int,
-        config: RunConfig,
-        source: ModelSource,
-        records: list[QARecord],
-        torch_threads: int,
-        log_level: int,
-    ):
-        setup_worker_process(torch_threads, log_level)
-        self.info = describe_this_worker(index)
-        if not source.path.is_dir():  # another node: resolve (build or fetch) the model here
-            source = resolve_model(source.spec)
-        self.evaluator = LLMEvaluator(
-            build_trainable(config, source), records, config.seed, worker_name=self.info.name
-        )
+    def __init__(self, setup: WorkerSetup, config: RunConfig, source: ModelSource, records: list[QARecord]):
+        super().__init__(setup)
+        trainable = build_trainable(config, model_on_this_node(source))
+        self.evaluator = LLMEvaluator(trainable, records, config.seed, worker_name=self.info.name)
 
-    def describe(self) -> WorkerInfo:
-        return self.info
+    def trains_folds_together(self) -> bool:
+        return self.evaluator.trainable.trainer.trains_folds_together
 
-    def evaluate(self, spec: FoldSpec, adapter_dir: Path) -> FoldResult:
-        return self.evaluator.evaluate_fold(spec, adapter_dir)
+    def evaluate(self, group: FoldGroup, adapter_dirs: list[Path]) -> list[FoldResult]:
+        """One group's results, in the group's order (the evaluator's fold contract)."""
+        directories = dict(zip((spec.key for spec in group), adapter_dirs, strict=True))
+        results: list[FoldResult] = []
+        self.evaluator.evaluate_group(group, lambda spec: directories[spec.key], results.append)
+        return results
 
     def zero_shot(self) -> list[LLMPredictionResult]:
         return self.evaluator.zero_shot()
 
 
 @dataclass
-class _Worker:
-    actor: Any
-    index: int
-    started: float
-    info: WorkerInfo | None = None
-
-    @property
-    def name(self) -> str:
-        return self.info.name if self.info else f"ray worker {self.index} (starting)"
-
-
-@dataclass
 class _Scheduler:
-    """Bookkeeping of one `run`: folds waiting, calls in flight, idle workers, attempts per fold."""
+    """Bookkeeping of one `run`: groups waiting, calls in flight, idle workers, attempts per group."""
 
-    queue: deque[FoldSpec]
-    idle: list[_Worker] = field(default_factory=list)
-    starting: dict[Any, _Worker] = field(default_factory=dict)
-    running: dict[Any, tuple[_Worker, FoldSpec]] = field(default_factory=dict)
-    attempts: dict[str, int] = field(default_factory=dict)
+    queue: deque[FoldGroup]
+    idle: list[Actor]
+    running: dict[Any, tuple[Actor, FoldGroup]] = field(default_factory=dict)
+    attempts: Counter[FoldGroup] = field(default_factory=Counter)
 
     @property
     def busy(self) -> bool:
@@ -123,162 +111,98 @@ class RayExecutor(FoldExecutor):
     ):
         import ray
 
-        self.config = config
-        self.source = source
         self.adapter_dir = adapter_dir
-        self.workers: list[_Worker] = []
-        self._next_index = 0
+        self._observers = FoldObservers(observers)
         self.lease = acquire(ClusterOptions(config.ray_address, config.ray_gpus))
+        self.pool: ActorPool | None = None
         try:
-            self.resources: WorkerResources = plan_workers(
-                config.workers, config.workers_per_gpu, use_gpus=config.device != "cpu"
-            )
+            resources = plan_workers(config.workers, config.workers_per_gpu, use_gpus=config.device != "cpu")
             logger.info(
                 "%d Ray fold worker(s), each with %g CPU and %g GPU",
-                self.resources.count,
-                self.resources.num_cpus,
-                self.resources.num_gpus,
+                resources.count,
+                resources.num_cpus,
+                resources.num_gpus,
             )
-            self._actor_class = ray.remote(FoldWorker)
-            self._records = ray.put(list(records))
-            self._observers = FoldObservers(observers)
-            for _ in range(self.resources.count):
-                self._start_worker()
-            self._wait_until_started(self.workers)
+            self.pool = ActorPool(FoldWorker, (config, source, ray.put(list(records))), resources)
+            self.pool.start()
+            self.pool.wait_until_ready()
+            first = self.pool.actors[0]
+            self.trains_folds_together: bool = self.pool.result(
+                first, first.handle.trains_folds_together.remote(), "a capability query"
+            )
         except BaseException:
             self.close()
             raise
-
-    # --- workers ---------------------------------------------------------------------------
-
-    def _start_worker(self) -> _Worker:
-        index, self._next_index = self._next_index, self._next_index + 1
-        actor = self._actor_class.options(**self.resources.actor_options()).remote(
-            index,
-            self.config,
-            self.source,
-            self._records,
-            self.resources.torch_threads,
-            logging.getLogger("tst_bench").getEffectiveLevel(),
-        )
-        worker = _Worker(actor, index, time.monotonic())
-        self.workers.append(worker)
-        return worker
-
-    def _wait_until_started(self, workers: list[_Worker]) -> None:
-        import ray
-
-        refs = {worker.actor.describe.remote(): worker for worker in workers}
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
-            for ref in done:
-                self._started(refs[ref], ref)
-            self._check_start_deadline([refs[ref] for ref in pending])
-
-    def _started(self, worker: _Worker, ref: Any) -> None:
-        import ray
-
-        try:
-            worker.info = ray.get(ref)
-        except Exception as error:
-            raise TsTRuntimeError(f"{worker.name} failed to start: {failure_cause(error)}") from error
-        logger.info("%s ready", worker.name)
-
-    def _check_start_deadline(self, waiting: list[_Worker]) -> None:
-        late = [w for w in waiting if time.monotonic() - w.started > START_TIMEOUT_S]
-        if late:
-            raise not_placed(late[0].name, START_TIMEOUT_S)
-
-    def _replace(self, dead: _Worker) -> _Worker:
-        """Drop a dead worker and start another in its place (Ray frees the dead one's share)."""
-        kill_actors([dead.actor])
-        self.workers.remove(dead)
-        return self._start_worker()
 
     # --- FoldExecutor ----------------------------------------------------------------------
 
     def zero_shot(self) -> list[LLMPredictionResult]:
         """The base model's predictions, from one worker (so they equal the sequential run's)."""
-        import ray
-
-        for _attempt in range(MAX_FOLD_ATTEMPTS):
-            worker = self.workers[0]
+        pool = self._pool
+        for _attempt in range(MAX_ATTEMPTS):
+            worker = pool.ready[0]
             try:
-                return ray.get(worker.actor.zero_shot.remote())
-            except Exception as error:
-                if not worker_died(error):
-                    raise self._fold_error("the zero-shot baseline", worker, error) from error
-                logger.warning("%s died during the zero-shot baseline; starting another", worker.name)
-                self._wait_until_started([self._replace(worker)])
-        raise TsTRuntimeError(f"the zero-shot baseline failed: {MAX_FOLD_ATTEMPTS} workers died running it")
+                return pool.result(worker, worker.handle.zero_shot.remote(), "the zero-shot baseline")
+            except WorkerDied as died:
+                logger.warning("%s; starting another worker", died)
+                pool.replace(worker)
+                pool.wait_until_ready()
+        raise TsTRuntimeError(f"the zero-shot baseline failed: {MAX_ATTEMPTS} workers died running it")
 
     def run(self, pending: Sequence[FoldSpec], on_result: FoldCallback) -> None:
-        import ray
-
-        state = _Scheduler(deque(pending), idle=[w for w in self.workers if w.info is not None])
-        for worker in self.workers:
-            if worker.info is None:
-                state.starting[worker.actor.describe.remote()] = worker
+        pool = self._pool
+        groups = fold_groups(pending, len(pool.actors), self.trains_folds_together)
+        state = _Scheduler(deque(groups), idle=pool.ready)
         while state.busy:
             self._dispatch(state)
-            refs = [*state.running, *state.starting]
-            if not refs:
+            if not state.running and not pool.starting:
                 raise TsTRuntimeError("no Ray worker is left to run the remaining folds")
-            done, _ = ray.wait(refs, num_returns=1, timeout=POLL_S)
+            done, now_ready = pool.wait_any(list(state.running))
+            state.idle.extend(now_ready)
             for ref in done:
-                if ref in state.starting:
-                    worker = state.starting.pop(ref)
-                    self._started(worker, ref)
-                    state.idle.append(worker)
-                else:
-                    self._collect(state, ref, on_result)
-            self._check_start_deadline(list(state.starting.values()))
+                self._collect(state, ref, on_result)
 
     def _dispatch(self, state: _Scheduler) -> None:
         while state.queue and state.idle:
-            worker, spec = state.idle.pop(0), state.queue.popleft()
-            state.attempts[spec.key] = state.attempts.get(spec.key, 0) + 1
-            self._observers.started(spec)
-            ref = worker.actor.evaluate.remote(spec, self.adapter_dir(spec))
-            state.running[ref] = (worker, spec)
+            worker, group = state.idle.pop(0), state.queue.popleft()
+            state.attempts[group] += 1
+            for spec in group:
+                self._observers.started(spec)
+            ref = worker.handle.evaluate.remote(group, [self.adapter_dir(spec) for spec in group])
+            state.running[ref] = (worker, group)
 
     def _collect(self, state: _Scheduler, ref: Any, on_result: FoldCallback) -> None:
-        import ray
-
-        worker, spec = state.running.pop(ref)
+        worker, group = state.running.pop(ref)
+        what = f"fold {group[0].key}" if len(group) == 1 else f"folds {', '.join(s.key for s in group)}"
         try:
-            result = ray.get(ref)
-        except Exception as error:
-            self._observers.abandoned(spec)
-            if not worker_died(error):
-                raise self._fold_error(f"fold {spec.key}", worker, error) from error
-            attempts = state.attempts[spec.key]
-            if attempts >= MAX_FOLD_ATTEMPTS:
+            results = self._pool.result(worker, ref, what)
+        except WorkerDied as died:
+            for spec in group:
+                self._observers.abandoned(spec)
+            if state.attempts[group] >= MAX_ATTEMPTS:
                 raise TsTRuntimeError(
-                    f"fold {spec.key}: {attempts} workers died running it, the last {worker.name}:"
-                    f" {failure_cause(error)}"
-                ) from error
-            logger.warning(
-                "%s died during fold %s (%s); running the fold again on another worker",
-                worker.name,
-                spec.key,
-                type(error).__name__,
-            )
-            state.queue.appendleft(spec)
-            replacement = self._replace(worker)
-            state.starting[replacement.actor.describe.remote()] = replacement
+                    f"{what}: {MAX_ATTEMPTS} workers died running it, the last: {died}"
+                ) from died
+            logger.warning("%s; running it again on another worker", died)
+            state.queue.appendleft(group)
+            self._pool.replace(worker)
             return
+        except BaseException:
+            for spec in group:
+                self._observers.abandoned(spec)
+            raise
         state.idle.append(worker)
-        on_result(self._observers.finished(spec, result))
+        for spec, result in zip(group, results, strict=True):
+            on_result(self._observers.finished(spec, result))
 
-    @staticmethod
-    def _fold_error(what: str, worker: _Worker, error: BaseException) -> TsTError:
-        cause = failure_cause(error)
-        error_type = type(cause) if isinstance(cause, TsTError) else TsTRuntimeError
-        return error_type(f"{what} failed on {worker.name}: {type(cause).__name__}: {cause}")
+    @property
+    def _pool(self) -> ActorPool:
+        if self.pool is None:
+            raise TsTRuntimeError("the Ray executor is closed")
+        return self.pool
 
     def close(self) -> None:
-        kill_actors([worker.actor for worker in self.workers])
-        self.workers = []
+        if self.pool is not None:
+            self.pool.kill_all()
+            self.pool = None
         self.lease.release()

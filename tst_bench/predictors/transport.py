@@ -2,9 +2,9 @@
 
 `object_store` puts the batch into Ray's shared-memory object store as one JSON document
 (pydantic-core's serialiser; works across nodes); `object_store_pickle` hands Ray the pydantic
-objects to pickle instead; `files` writes JSON Lines to a directory every worker can read, as the
-original design did (needs a shared filesystem across nodes). `benchmarks/test_ray_transport.py`
-measures all three; the pool defaults to the fastest.
+objects to pickle instead; `files` writes JSON Lines to a directory every worker can read (needs a
+shared filesystem across nodes). `benchmarks/test_ray_transport.py` measures all three; the pool
+defaults to the fastest.
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ class LLMTrainerInterface(ABC):
     #: True when training needs the predictor's device memory released first (a trainer in
     #: another process); False when it shares the predictor's resident model.
     needs_exclusive_device: bool = True
-    #: True when `train_many` trains several folds' adapters in one pass (cheaper than one `train`
-    #: each): the sequential executor then hands it every pending fold at once.
+    #: True when `train_many` trains several folds' adapters in one pass over the base model: the
+    #: sequential executor then hands it every pending fold at once, the Ray executor one group
+    #: of folds per worker.
     trains_folds_together: bool = False
 
     @abstractmethod

@@ -1,7 +1,7 @@
 """Removes a locally started Ray cluster's processes when its driver dies without cleaning up.
 
 Ray's own fate-sharing stops the raylet and workers when the driver that started them is killed,
-but its agents linger for a minute or more. This small process (`python -m tst_bench.ray_reaper
+but its agents linger for a minute or more. This small process (`python -m tst_bench.cluster.reaper
 DRIVER_PID SESSION_DIR`) keeps a list of the session's processes while the driver lives and kills
 whatever is left of them once the driver is gone or closes our stdin. It touches only processes
 that descend from the driver and belong to that session, so other Ray clusters on the machine are
