@@ -23,6 +23,7 @@ from ray_bench_support import cpu_description, private_ray_tmpdir, speedup_recor
 
 from tst_bench.config import RunConfig
 from tst_bench.engine import prepare_run, run_tst
+from tst_bench.memory import DEFAULT_TOLERANCE_MIB
 from tst_bench.models import resolve_model
 
 pytestmark = pytest.mark.slow
@@ -31,8 +32,6 @@ MODEL = "random-qwen2-0.5b"
 ROWS = int(os.environ.get("TST_BENCH_GPU_ROWS", "480"))
 FOLDS = int(os.environ.get("TST_BENCH_GPU_FOLDS", "8"))
 COUNTS = tuple(int(n) for n in os.environ.get("TST_BENCH_GPU_COUNTS", "1,2,4").split(","))
-#: Used memory may differ from the pre-run level by this much and still count as returned.
-TOLERANCE_MIB = 256.0
 MIB = 2**20
 
 
@@ -89,7 +88,7 @@ def settle_to(indices: list[int], baseline: dict[int, float], timeout: float = 6
     deadline = time.monotonic() + timeout
     while True:
         now = {i: used_mib(i) for i in indices}
-        if all(now[i] <= baseline[i] + TOLERANCE_MIB for i in indices) or time.monotonic() > deadline:
+        if all(now[i] <= baseline[i] + DEFAULT_TOLERANCE_MIB for i in indices) or time.monotonic() > deadline:
             return now
         time.sleep(0.5)
 
@@ -136,7 +135,7 @@ def ray_case(out: Path, indices: list[int], before: dict[int, float], **override
         "before_mib": before,
         "peak_mib": peak.peak,
         "after_teardown_mib": after,
-        "returned": all(after[i] <= before[i] + TOLERANCE_MIB for i in indices),
+        "returned": all(after[i] <= before[i] + DEFAULT_TOLERANCE_MIB for i in indices),
     }
 
 
@@ -162,7 +161,7 @@ def record(benchmark, counts, cases, sequential, gpus) -> None:
     benchmark.extra_info["memory"] = {
         str(count): {k: v for k, v in case.items() if k != "seconds"} for count, case in zip(counts, cases)
     }
-    benchmark.extra_info["memory_tolerance_mib"] = TOLERANCE_MIB
+    benchmark.extra_info["memory_tolerance_mib"] = DEFAULT_TOLERANCE_MIB
 
 
 def test_packing_fold_workers_on_one_gpu(benchmark, tmp_path):

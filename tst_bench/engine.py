@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import build_trainable
+from .backends import build_trainable, fit_to_backend
 from .config import RunConfig
 from .datasets import Dataset, load_dataset
 from .errors import InputError
@@ -50,6 +50,7 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     """Every input check, before anything is written."""
     if config.out is None:
         raise InputError("an output directory (--out) is required")
+    config = fit_to_backend(config)
     dataset = load_dataset(config.dataset, config.limit, config.group_columns)
     plan = make_fold_plan(dataset.records, config.folds, config.seed, config.repeats)
     source = resolve_model(config.model)
@@ -65,6 +66,7 @@ def run_tst(
     progress: bool = True,
 ) -> TsTRun:
     prepared = prepare_run(config)
+    config = prepared.config
     assert config.out is not None
     store = RunStore.open(Path(config.out), prepared.fingerprint, config.to_dict(), overwrite)
     started = time.perf_counter()

@@ -183,6 +183,9 @@ class SamplePrediction(BaseModel):
     option_probs: dict[str, float] | None = None
 
 
+ZeroShotStatus = Literal["scored", "skipped", "not applicable"]
+
+
 class FoldResult(BaseModel):
     """Everything one fold produced; persisted as soon as the fold finishes."""
 
@@ -220,6 +223,9 @@ class Baselines(BaseModel):
     zero_shot: float | None
     majority: float
     chance: float
+    #: Why `zero_shot` is None: skipped on request, or not applicable (a backend that predicts only
+    #: through a trained fold, like TsT-RF). None in results written before it was recorded.
+    zero_shot_status: ZeroShotStatus | None = None
 
 
 class SampleResult(BaseModel):

@@ -28,7 +28,7 @@ from ..memory import (
 )
 from ..schemas import TsTResult
 from .recording import RunSummary, SessionRecords, headline, safe_name, write_record
-from .settings import TsTSettings
+from .settings import TsTSettings, run_config
 
 logger = logging.getLogger(__name__)
 
@@ -90,15 +90,7 @@ class TsTRunner:
         self.outcomes: list[TsTOutcome] = []
 
     def config(self, **overrides: Any) -> RunConfig:
-        settings = self.settings
-        base = RunConfig(
-            dataset=settings.datasets[0],
-            model=settings.models[0],
-            backend=settings.backends[0],
-            trainer=settings.trainers[0],
-            folds=settings.folds,
-        )
-        return replace(base, **{key: value for key, value in overrides.items() if value is not None})
+        return run_config(self.settings, **overrides)
 
     def run_dir(self) -> Path:
         root = self.settings.results / safe_name(self.nodeid) if self.settings.results else self.workdir

@@ -59,10 +59,10 @@ class RegisteredPredictor:
     source: ModelSource
 
     def __call__(self) -> LLMPredictorInterface:
-        from ..backends import PREDICTORS, BackendContext
+        from ..backends import BackendContext, build_predictor
 
         source = self.source if self.source.path.is_dir() else resolve_model(self.source.spec)
-        return PREDICTORS[self.backend](BackendContext(self.config, source))
+        return build_predictor(BackendContext(dataclasses.replace(self.config, backend=self.backend), source))
 
 
 @dataclass(frozen=True)
