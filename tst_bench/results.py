@@ -49,6 +49,7 @@ def zero_shot_score(records: Sequence[QARecord], predictions: Sequence[LLMPredic
 
 
 def zero_shot_status(config: RunConfig, predictions: Sequence[LLMPredictionResult] | None) -> ZeroShotStatus:
+    """Why a result has a zero-shot score or not: the user skipped it, or the backend has none."""
     if predictions:
         return "scored"
     return "skipped" if backend_spec(config.backend).zero_shot else "not applicable"

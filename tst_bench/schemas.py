@@ -183,9 +183,6 @@ class SamplePrediction(BaseModel):
     option_probs: dict[str, float] | None = None
 
 
-ZeroShotStatus = Literal["scored", "skipped", "not applicable"]
-
-
 class FoldResult(BaseModel):
     """Everything one fold produced; persisted as soon as the fold finishes."""
 
@@ -217,6 +214,9 @@ class FoldSummary(BaseModel):
     adapter_size_bytes: int = 0
     memory: FoldMemory | None = None
     worker: str | None = None
+
+
+ZeroShotStatus = Literal["scored", "skipped", "not applicable"]
 
 
 class Baselines(BaseModel):
