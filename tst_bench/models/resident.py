@@ -13,8 +13,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from . import ModelSource
-from .options import check_dtype
+from . import ModelSource, resolve_model
+from .options import ModelOptions, check_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,16 @@ class ResidentModel:
         self.trust_remote_code = trust_remote_code
         self._model: Any = None
         self._tokenizer: Any = None
+
+    @classmethod
+    def for_options(cls, options: ModelOptions) -> ResidentModel:
+        """The model a predictor's or trainer's config names, loaded (on first use) as it asks."""
+        return cls(
+            resolve_model(options.model_name),
+            device=options.device,
+            dtype=options.dtype,
+            trust_remote_code=options.trust_remote_code,
+        )
 
     @property
     def dtype(self):

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ..models import resolve_model
 from ..models.adapters import attach_adapter, detach_adapter
 from ..models.options import ModelOptions
 from ..models.resident import ResidentModel
@@ -28,12 +27,7 @@ class HFPredictor(PromptScoringPredictor):
 
     def __init__(self, config: HFPredictorConfig, resident: ResidentModel | None = None):
         self.config = config
-        self.resident = resident or ResidentModel(
-            resolve_model(config.model_name),
-            device=config.device,
-            dtype=config.dtype,
-            trust_remote_code=config.trust_remote_code,
-        )
+        self.resident = resident or ResidentModel.for_options(config)
         self._adapted = None  # PeftModel wrapping the resident base while an adapter is on
 
     @property

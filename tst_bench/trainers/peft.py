@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..models import Recipe, resolve_model
+from ..models import Recipe
 from ..models.adapters import adapter_size_bytes, detach_adapter
 from ..models.options import ModelOptions
 from ..models.resident import ResidentModel
@@ -61,12 +61,7 @@ class PeftTrainer(LLMTrainerInterface):
 
     def __init__(self, config: PeftTrainerConfig, resident: ResidentModel | None = None):
         self.config = config
-        self.resident = resident or ResidentModel(
-            resolve_model(config.model_name),
-            device=config.device,
-            dtype=config.dtype,
-            trust_remote_code=config.trust_remote_code,
-        )
+        self.resident = resident or ResidentModel.for_options(config)
 
     def train(
         self, training_data: Sequence[TrainingDatum], output_dir: Path, seed: int | None = None
