@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 from ray_bench_support import cpu_description, private_ray_tmpdir, speedup_record
 
-from tst_bench.bench.settings import DEFAULT_TOLERANCE_MIB
 from tst_bench.config import RunConfig
 from tst_bench.engine import check_run, run_tst
 from tst_bench.hardware import GpuDevice, discover_gpus, nvml_status
-from tst_bench.memory import NvmlProbe, PeakSampler
+from tst_bench.memory import DEFAULT_TOLERANCE_MIB, NvmlProbe, PeakSampler
 from tst_bench.models import resolve_model
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ import time
 import pytest
 from ray_bench_support import cpu_description, load_average, local_cluster, private_ray_tmpdir, speedup_record
 
-from tst_bench.backends import PREDICTORS, BackendContext
+from tst_bench.backends import BackendContext, build_predictor
 from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance
 from tst_bench.engine import run_tst
@@ -58,7 +58,7 @@ def test_data_parallel_inference_speedup(benchmark):
     figures: dict = {"pool_warm_s": [], "pool_cold_s": []}
 
     def sweep():
-        predictor = PREDICTORS["hf"](BackendContext(RunConfig(dataset="unused"), source))
+        predictor = build_predictor(BackendContext(RunConfig(dataset="unused"), source))
         predictor.predict(instances[:8])  # model loaded
         figures["sequential_threads"] = torch.get_num_threads()
         figures["sequential_s"], expected = timed(predictor.predict, instances)
@@ -68,7 +68,7 @@ def test_data_parallel_inference_speedup(benchmark):
         with local_cluster(num_gpus=0):
             for count in WORKER_COUNTS:
                 config = RunConfig(dataset="unused", backend="ray_hf", workers=count, device="cpu")
-                pool = PREDICTORS["ray_hf"](BackendContext(config, source))
+                pool = build_predictor(BackendContext(config, source))
                 try:
                     cold, _ = timed(pool.predict, instances[:8])
                     warm, got = timed(pool.predict, instances)

@@ -4,7 +4,8 @@ import pytest
 
 from tst_bench.errors import InputError
 from tst_bench.models import resolve_model
-from tst_bench.models.tiny import MARKER_FILE, build_tiny_model
+from tst_bench.models.cache import MARKER_FILE
+from tst_bench.models.tiny import build_tiny_model
 from tst_bench.predictors.prompting import PromptStyle, choice_token_ids, encode_prompt
 
 

@@ -57,7 +57,8 @@ def test_runner_records_into_benchmark_json_results_and_summary(recorded_session
     extra = entry["extra_info"]
     tst = extra["tst_result"]
     assert tst["dataset"] == SMALL and tst["model"] == "tiny" and tst["n_folds"] == 2
-    assert set(tst["baselines"]) == {"zero_shot", "majority", "chance"}
+    assert set(tst["baselines"]) == {"zero_shot", "majority", "chance", "zero_shot_status"}
+    assert tst["baselines"]["zero_shot_status"] == "scored"
     for fold in tst["folds"]:
         assert 0.0 <= fold["score"] <= 1.0 and fold["timings"]["train_s"] > 0
         memory = fold["memory"]
@@ -170,6 +171,46 @@ def test_shared_predictor_and_trainer(pytester):
             "| test_leaky_user?tiny-hf? | * | NO |",
         ]
     )
+
+
+def test_rf_in_the_shared_fixtures(pytester):
+    """A backend without zero-shot gets no warm-up; an impossible backend/trainer pair is skipped."""
+    pytester.makepyfile(
+        test_rf="""
+        from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
+
+        def test_rf(tst_trainer, tst_predictor, tmp_path):
+            records = load_dataset("synthetic:shortcut?rows=60&seed=2").records
+            data = [to_training_datum(record) for record in records[:40]]
+            tst_predictor.load_adapter(tst_trainer.train(data, tmp_path / "forest", seed=0))
+            predictions = tst_predictor.predict([to_test_instance(record) for record in records[40:]])
+            assert len(predictions) == 20 and all(p.bias_score is not None for p in predictions)
+        """
+    )
+    result = pytester.runpytest_subprocess(*plugin_args(), "-rs", "--tst-backend=rf,hf", "--tst-trainer=rf")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["SKIPPED * the rf trainer works only with backend(s) rf; this pair cannot run*"]
+    )
+
+
+def test_each_backend_gets_a_trainer_whose_adapters_it_serves(pytester):
+    """vLLM cannot serve the tiny model's in-process recipe (modules_to_save): its trainer differs."""
+    pytester.makepyfile(
+        test_trainers="""
+        TRAINERS = {}
+
+        def test_trainer(tst_trainer, tst_backend_name):
+            TRAINERS[tst_backend_name] = tst_trainer
+            assert (tst_trainer.config.modules_to_save is None) is tst_backend_name.endswith("vllm")
+
+        def test_one_trainer_per_kind_of_adapter():
+            assert TRAINERS["hf"] is TRAINERS["ray_hf"]
+            assert TRAINERS["vllm"] is TRAINERS["ray_vllm"] is not TRAINERS["hf"]
+        """
+    )
+    result = pytester.runpytest_subprocess(*plugin_args(), "--tst-backend=hf,vllm,ray_hf,ray_vllm")
+    result.assert_outcomes(passed=5)
 
 
 @pytest.mark.slow

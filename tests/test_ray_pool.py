@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tst_bench.backends import PREDICTORS, BackendContext
+from tst_bench.backends import BackendContext, build_predictor
 from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
 from tst_bench.engine import run_tst
@@ -48,7 +48,7 @@ def instances(records):
 
 def make_pool(tiny_source, workers=2, **options) -> RayPredictorPool:
     config = RunConfig(dataset="unused", backend="ray_hf", workers=workers, predictor_options=options)
-    pool = PREDICTORS["ray_hf"](BackendContext(config, tiny_source))
+    pool = build_predictor(BackendContext(config, tiny_source))
     assert isinstance(pool, RayPredictorPool)
     return pool
 
@@ -174,7 +174,7 @@ def test_ray_vllm_pool_matches_the_in_process_vllm_predictor(pool, tiny_source, 
 
     pool.reset()  # give its GPUs to the vLLM pool
     config = RunConfig(dataset="unused", backend="vllm")
-    local = PREDICTORS["vllm"](BackendContext(config, tiny_source))
+    local = build_predictor(BackendContext(config, tiny_source))
     reference = local.predict(instances)
     local.close()
     pool = RayVLLMPredictor(RayVLLMPredictorConfig(local.config, num_workers=2))

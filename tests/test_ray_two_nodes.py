@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tst_bench.backends import PREDICTORS, BackendContext
+from tst_bench.backends import BackendContext, build_predictor
 from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
 from tst_bench.models.resident import ResidentModel
@@ -63,7 +63,7 @@ def test_pool_ships_the_adapter_to_the_other_node(cluster, tiny_source, tmp_path
 
     # "auto" finds the cluster through RAY_TMPDIR, as `ray start` clusters are found on a head node
     config = RunConfig(dataset="unused", backend="ray_hf", workers=2, ray_address="auto")
-    pool = PREDICTORS["ray_hf"](BackendContext(config, tiny_source))
+    pool = build_predictor(BackendContext(config, tiny_source))
     try:
         with caplog.at_level(logging.INFO, logger="tst_bench"):
             pool.load_adapter(adapter)

@@ -141,8 +141,10 @@ def test_rf_numeric_and_mixed_datasets(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--trainer", "peft", "--no-zero-shot"], "the rf backend and the rf trainer go together"),
-        (["--trainer", "rf"], "pass --no-zero-shot"),
+        (
+            ["--trainer", "peft"],
+            "the rf backend works only with trainer(s) rf (got --backend rf --trainer peft)",
+        ),
         (["--trainer", "rf", "--no-zero-shot", "--trainer-option", "trees=5"], "unknown option(s) ['trees']"),
         (["--trainer", "rf", "--no-zero-shot", "--trainer-option", "n_estimators=0"], "n_estimators must be"),
     ],
@@ -156,3 +158,18 @@ def test_bad_rf_runs_exit_2_and_write_nothing(extra, message, tmp_path, caplog):
     assert code == 2
     assert message in caplog.text
     assert not out.exists()
+
+
+def test_rf_runs_without_no_zero_shot_and_says_zero_shot_does_not_apply(tmp_path, caplog):
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="tst_bench"):
+        rf = ["--backend", "rf", "--trainer", "rf", "--trainer-option", "n_estimators=5"]
+        code = main(
+            ["run", "--dataset", "synthetic:shortcut?rows=60", *rf, "--folds", "2", "--out", str(out)]
+        )
+    assert code == 0
+    assert "zero-shot does not apply to the rf backend" in caplog.text
+    result = json.loads((out / "result.json").read_text())
+    assert result["baselines"]["zero_shot"] is None
+    assert result["baselines"]["zero_shot_status"] == "not applicable"
+    assert not (out / "zero_shot.jsonl").exists()

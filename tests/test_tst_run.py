@@ -32,7 +32,8 @@ def test_result_and_samples_files(small_run):
     low, high = result["ci95"]
     assert low <= result["score"] <= high
     assert result["score_std"] >= 0
-    assert set(result["baselines"]) == {"zero_shot", "majority", "chance"}
+    assert set(result["baselines"]) == {"zero_shot", "majority", "chance", "zero_shot_status"}
+    assert result["baselines"]["zero_shot_status"] == "scored"
     assert result["baselines"]["chance"] == pytest.approx(0.25)
     assert [f["fold"] for f in result["folds"]] == [0, 1, 2]
     for fold in result["folds"]:

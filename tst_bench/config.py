@@ -1,4 +1,8 @@
-"""RunConfig: everything that defines one TsT run, shared by the CLI, the plugin and workers."""
+"""RunConfig: everything that defines one TsT run, shared by the CLI, the plugin and workers.
+
+Its field defaults are the run defaults: the CLI's options and the pytest plugin's read them from
+here (a dataclass field's default is also the class attribute, e.g. `RunConfig.folds`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .datasets.rows import DEFAULT_GROUP_COLUMNS
+from .models import DEFAULT_MODEL
 
 RESULT_FORMAT_VERSION = 1
 
@@ -17,7 +22,7 @@ RESULT_FORMAT_VERSION = 1
 @dataclass
 class RunConfig:
     dataset: str
-    model: str = "tiny"
+    model: str = DEFAULT_MODEL
     backend: str = "hf"
     trainer: str = "peft"
     folds: int = 5

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import build_trainable
+from .backends import build_trainable, fit_to_backend
 from .config import RunConfig
 from .datasets import Dataset, load_dataset
 from .errors import InputError
@@ -71,16 +71,18 @@ def check_run(config: RunConfig) -> None:
     checked_inputs(config)
 
 
-def checked_inputs(config: RunConfig) -> tuple[Dataset, list[FoldSpec], ModelSource]:
-    """The run's dataset, fold plan and model, once every input check has passed."""
+def checked_inputs(config: RunConfig) -> tuple[RunConfig, Dataset, list[FoldSpec], ModelSource]:
+    """The run as it will happen (`fit_to_backend`), its dataset, fold plan and model, once every
+    input check has passed."""
     if config.out is None:
         raise InputError("an output directory (--out) is required")
+    config = fit_to_backend(config)
     dataset = load_dataset(config.dataset, config.limit, config.group_columns)
     plan = make_fold_plan(dataset.records, config.folds, config.seed, config.repeats)
     source = resolve_model(config.model)
     build_trainable(config, source)  # constructors are lazy: this only validates names and options
     check_executor_options(config)
-    return dataset, plan, source
+    return config, dataset, plan, source
 
 
 def run_tst(
@@ -90,7 +92,7 @@ def run_tst(
     progress: bool = True,
 ) -> TsTRun:
     called = time.perf_counter()
-    dataset, plan, source = checked_inputs(config)
+    config, dataset, plan, source = checked_inputs(config)
     assert config.out is not None
     store = RunStore.open(
         Path(config.out), config.fingerprint(dataset.fingerprint), config.to_dict(), overwrite

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 MemorySource = Literal["nvml", "rss"]
 DEFAULT_INTERVAL_S = 0.02
+#: MiB a device may hold after a fold's clean-up above the steady baseline (pytest, `tst-bench compare`).
+DEFAULT_TOLERANCE_MIB = 256.0
 
 
 class MemoryProbe(ABC):

@@ -21,9 +21,9 @@ from .bench.fixtures import (
     tst_gpus,
     tst_hardware,
     tst_memory_monitor,
+    tst_model_cache,
     tst_model_name,
     tst_predictor,
-    tst_predictor_pool,
     tst_ray,
     tst_runner,
     tst_settings,
@@ -41,9 +41,9 @@ __all__ = [
     "tst_gpus",
     "tst_hardware",
     "tst_memory_monitor",
+    "tst_model_cache",
     "tst_model_name",
     "tst_predictor",
-    "tst_predictor_pool",
     "tst_ray",
     "tst_runner",
     "tst_settings",
@@ -65,7 +65,7 @@ PARAMETRIZED = {
     "tst_trainer_name": "trainers",
 }
 #: fixtures that build models through the backend registry: their names are checked at collection
-REGISTRY_FIXTURES = {"tst_runner", "tst_predictor", "tst_trainer", "tst_predictor_pool"}
+REGISTRY_FIXTURES = {"tst_runner", "tst_predictor", "tst_trainer", "tst_model_cache"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -166,13 +166,13 @@ def gpu_skip_reason(wanted: int, found: int, why: str) -> str:
 
 
 def check_registry_names(settings: TsTSettings) -> None:
-    from .backends import PREDICTORS, TRAINERS
+    from .registry import BACKENDS, TRAINERS
 
-    unknown = [f"backend {name!r}" for name in settings.backends if name not in PREDICTORS]
+    unknown = [f"backend {name!r}" for name in settings.backends if name not in BACKENDS]
     unknown += [f"trainer {name!r}" for name in settings.trainers if name not in TRAINERS]
     if unknown:
         raise pytest.UsageError(
-            f"tst-bench: unknown {', '.join(unknown)}; backends: {sorted(PREDICTORS)},"
+            f"tst-bench: unknown {', '.join(unknown)}; backends: {sorted(BACKENDS)},"
             f" trainers: {sorted(TRAINERS)}"
         )
 

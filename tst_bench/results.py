@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from .config import RunConfig
 from .metrics import mean_std_ci95, metric_name, score_answer
+from .registry import backend_spec
 from .schemas import (
     Baselines,
     FoldResult,
@@ -17,6 +18,7 @@ from .schemas import (
     QARecord,
     SampleResult,
     TsTResult,
+    ZeroShotStatus,
 )
 
 CHANCE_SAMPLE = 200
@@ -46,6 +48,13 @@ def zero_shot_score(records: Sequence[QARecord], predictions: Sequence[LLMPredic
     return statistics.fmean(score_answer(r.format, r.answer, by_id[r.id].prediction) for r in records)
 
 
+def zero_shot_status(config: RunConfig, predictions: Sequence[LLMPredictionResult] | None) -> ZeroShotStatus:
+    """Why a result has a zero-shot score or not: the user skipped it, or the backend has none."""
+    if predictions:
+        return "scored"
+    return "skipped" if backend_spec(config.backend).zero_shot else "not applicable"
+
+
 def summarize(
     config: RunConfig,
     dataset_name: str,
@@ -65,6 +74,7 @@ def summarize(
             zero_shot=zero_shot_score(records, zero_shot) if zero_shot else None,
             majority=statistics.fmean(fold.majority_score for fold in folds),
             chance=chance_score(records, config.seed),
+            zero_shot_status=zero_shot_status(config, zero_shot),
         ),
         by_group=scores_by_group(samples),
         n_samples=len(records),

@@ -224,10 +224,16 @@ class FoldSummary(BaseModel):
     worker: str | None = None
 
 
+ZeroShotStatus = Literal["scored", "skipped", "not applicable"]
+
+
 class Baselines(BaseModel):
     zero_shot: float | None
     majority: float
     chance: float
+    #: Why `zero_shot` is None: skipped on request, or not applicable (a backend that predicts only
+    #: through a trained fold, like TsT-RF). None in results written before it was recorded.
+    zero_shot_status: ZeroShotStatus | None = None
 
 
 class SampleResult(BaseModel):

@@ -5,9 +5,11 @@ tst_gpus              CUDA GPUs this process may use, by UUID, capped by --tst-g
 tst_hardware          a description of the machine (session)
 tst_memory_monitor    a MemoryMonitor over tst_gpus (NVML), or RSS with the reason
 tst_dataset           the dataset under test (parametrized over --tst-dataset)
+tst_model_cache       the session's predictors and trainers, built once per model (bench/model_cache.py)
 tst_predictor         the session's predictor for the model under test: built once per model,
                       adapter dropped and memory checked after each user
-tst_trainer           the LoRA trainer for the model under test (shares the resident model)
+tst_trainer           the trainer for the model under test, making adapters the backend under
+                      test serves (shares the resident model); skipped for a pair that cannot run
 tst_ray               a Ray runtime: local with --tst-gpus/--tst-workers resources, or joined
 tst_runner            runs a k-fold TsT with the memory monitor and records everything
 tst_speedup_recorder  seconds per worker/GPU count across a session's speedup benchmarks
@@ -95,23 +97,23 @@ def tst_dataset(tst_dataset_spec: str):
 
 
 @pytest.fixture(scope="session")
-def tst_predictor_pool(tst_settings: TsTSettings) -> Iterator[Any]:
-    from .pool import PredictorPool
+def tst_model_cache(tst_settings: TsTSettings) -> Iterator[Any]:
+    from .model_cache import ModelCache
 
-    pool = PredictorPool(tst_settings)
-    yield pool
-    pool.close()
+    cache = ModelCache(tst_settings)
+    yield cache
+    cache.close()
 
 
 @pytest.fixture
 def tst_predictor(
-    tst_predictor_pool, tst_model_name: str, tst_backend_name: str, tst_settings, tst_gpus, request
+    tst_model_cache, tst_model_name: str, tst_backend_name: str, tst_settings, tst_gpus, request
 ):
     """The shared predictor; after the test its adapter is dropped and its memory must be back."""
     from ..memory import MemoryMonitor, check_memory, open_probe
     from ..models.resident import free_memory
 
-    predictor = tst_predictor_pool.predictor(tst_model_name, tst_backend_name)
+    predictor = tst_model_cache.predictor(tst_model_name, tst_backend_name)
     with MemoryMonitor(open_probe(tst_gpus)) as monitor:
         monitor.begin(request.node.nodeid)
         yield predictor
@@ -122,15 +124,20 @@ def tst_predictor(
             {request.node.name: memory}, tst_settings.memory_tolerance_mib, subject="test", warmup_mib=0
         )
     if not check.ok:
-        tst_predictor_pool.release(tst_model_name)  # the next user starts from a clean reload
+        tst_model_cache.release(tst_model_name)  # the next user starts from a clean reload
         pytest.fail(
             f"the shared {tst_backend_name} predictor of {tst_model_name}: {check.message()}", pytrace=False
         )
 
 
 @pytest.fixture
-def tst_trainer(tst_predictor_pool, tst_model_name: str, tst_trainer_name: str):
-    return tst_predictor_pool.trainer(tst_model_name, tst_trainer_name)
+def tst_trainer(tst_model_cache, tst_model_name: str, tst_trainer_name: str, tst_backend_name: str):
+    from ..registry import pairing_problem
+
+    problem = pairing_problem(tst_backend_name, tst_trainer_name)
+    if problem is not None:
+        pytest.skip(f"{problem}; this pair cannot run (choose --tst-backend/--tst-trainer that can)")
+    return tst_model_cache.trainer(tst_model_name, tst_trainer_name, tst_backend_name)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from ..hardware import GpuDevice, describe_hardware
 from ..leak import LeakInjector
 from ..memory import MemoryMonitor, describe_source, open_probe
 from .recording import SessionRecords, headline, safe_name, write_record
-from .settings import TsTSettings
+from .settings import TsTSettings, run_config
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +48,7 @@ class TsTRunner:
         self.runs: list[TsTRun] = []
 
     def config(self, **overrides: Any) -> RunConfig:
-        settings = self.settings
-        base = RunConfig(
-            dataset=settings.datasets[0],
-            model=settings.models[0],
-            backend=settings.backends[0],
-            trainer=settings.trainers[0],
-            folds=settings.folds,
-        )
-        return replace(base, **{key: value for key, value in overrides.items() if value is not None})
+        return run_config(self.settings, **overrides)
 
     def run_dir(self) -> Path:
         root = self.settings.results / safe_name(self.nodeid) if self.settings.results else self.workdir

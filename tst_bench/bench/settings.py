@@ -1,22 +1,28 @@
 """The `tst-bench` pytest options: one table gives the command-line flag, the ini key and the parser.
 
-A command-line value wins over the ini file, which wins over the default. Defaults scale with the
-machine: with CUDA GPUs the 0.5B-shaped model leads the model list and speedup counts GPUs.
+A command-line value wins over the ini file, which wins over the default. Run defaults (model,
+backend, trainer, folds) are RunConfig's; `run_config` turns the settings into the RunConfig a
+benchmark runs. Defaults scale with the machine: with CUDA GPUs the 0.5B-shaped model leads the
+model list and speedup counts GPUs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ..config import RunConfig
+from ..memory import DEFAULT_TOLERANCE_MIB
+from ..registry import BACKENDS, TRAINERS
+
 DEFAULT_DATASETS = ("synthetic:shortcut", "synthetic:control")
-CPU_MODELS = ("tiny",)
-GPU_MODELS = ("random-qwen2-0.5b", "tiny")
-DEFAULT_TOLERANCE_MIB = 256.0
+CPU_MODELS = (RunConfig.model,)
+#: On a GPU machine the model in a real 0.5B model's shape leads (speed and memory figures).
+GPU_MODELS = ("random-qwen2-0.5b", RunConfig.model)
 DEFAULT_CPU_WORKERS = 2
 DEFAULT_REPORT_DIR = "reports"
 
@@ -44,9 +50,9 @@ OPTIONS = (
     OptionSpec(
         "dataset", "list", "dataset(s): synthetic:KIND[?rows=N] or a .jsonl/.json/.csv/.parquet file", "SPEC"
     ),
-    OptionSpec("backend", "list", "inference backend(s) from the registry (hf, vllm, ...)", "NAME"),
-    OptionSpec("trainer", "list", "LoRA trainer(s) from the registry (peft, llamafactory, ...)", "NAME"),
-    OptionSpec("folds", "int", "folds per TsT run (default 5)", "K"),
+    OptionSpec("backend", "list", f"backend(s): {', '.join(BACKENDS)} (default {RunConfig.backend})", "NAME"),
+    OptionSpec("trainer", "list", f"trainer(s): {', '.join(TRAINERS)} (default {RunConfig.trainer})", "NAME"),
+    OptionSpec("folds", "int", f"folds per TsT run (default {RunConfig.folds})", "K"),
     OptionSpec("gpus", "int", "GPUs to use; for Ray on a CPU machine, logical GPUs to declare", "N"),
     OptionSpec("workers", "int", "fold workers (speedup counts 1..N workers)", "N"),
     OptionSpec(
@@ -191,9 +197,9 @@ def resolve_settings(config: pytest.Config, gpu_count: int) -> TsTSettings:
     return TsTSettings(
         models=values.get("model") or (GPU_MODELS if gpu_count else CPU_MODELS),
         datasets=values.get("dataset") or DEFAULT_DATASETS,
-        backends=values.get("backend") or ("hf",),
-        trainers=values.get("trainer") or ("peft",),
-        folds=values.get("folds", 5),
+        backends=values.get("backend") or (RunConfig.backend,),
+        trainers=values.get("trainer") or (RunConfig.trainer,),
+        folds=values.get("folds", RunConfig.folds),
         gpus=values.get("gpus"),
         workers=values.get("workers"),
         memory_tolerance_mib=values.get("memory_tolerance_mib", DEFAULT_TOLERANCE_MIB),
@@ -205,6 +211,19 @@ def resolve_settings(config: pytest.Config, gpu_count: int) -> TsTSettings:
         gpu_count=gpu_count,
         given=frozenset(values),
     )
+
+
+def run_config(settings: TsTSettings, **overrides: Any) -> RunConfig:
+    """The RunConfig a benchmark runs: the session's first dataset, model, backend and trainer and
+    its folds, then `overrides` (an override of None keeps the session's value)."""
+    base = RunConfig(
+        dataset=settings.datasets[0],
+        model=settings.models[0],
+        backend=settings.backends[0],
+        trainer=settings.trainers[0],
+        folds=settings.folds,
+    )
+    return replace(base, **{key: value for key, value in overrides.items() if value is not None})
 
 
 def describe(settings: TsTSettings) -> str:

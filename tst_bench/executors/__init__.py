@@ -12,6 +12,7 @@ from ..errors import InputError
 from ..evaluator import FoldObserver
 from ..folds import FoldSpec
 from ..models import ModelSource
+from ..registry import backend_spec
 from ..schemas import QARecord
 from .base import FoldCallback, FoldExecutor
 from .sequential import SequentialExecutor
@@ -29,7 +30,7 @@ def check_executor_options(config: RunConfig) -> None:
     if config.executor == "ray":
         require_ray("--executor ray")
     check_address(config.ray_address)
-    if config.executor == "ray" and config.backend.startswith("ray_"):
+    if config.executor == "ray" and backend_spec(config.backend).pool_of is not None:
         raise InputError(
             f"--backend {config.backend} already spreads inference over Ray workers; use it with"
             " --executor sequential, or use --executor ray with the plain backend"

@@ -1,7 +1,7 @@
 """Iterative Bias Pruning (IBP) with a seeded random-pruning control; see `runner` for the layout.
 
-Names are imported lazily so that `tst-bench --help` (which registers the `prune` command) does
-not load the engine.
+Names are imported lazily, so importing the package does not load the engine. The `tst-bench
+prune` command is tst_bench/cli/prune.py.
 """
 
 from __future__ import annotations

@@ -6,15 +6,17 @@ InputError that says what was tried.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from ..errors import InputError
+from .cache import read_marker
 
 Recipe = Literal["tiny", "pretrained"]
 BUILTIN_MODELS = ("tiny", "smollm2-135m", "random-qwen2-0.5b", "random-qwen2.5-7b")
+#: The model a run uses when none is named (RunConfig, the CLI, the pytest options, model configs).
+DEFAULT_MODEL = "tiny"
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,7 @@ def resolve_model(spec: str) -> ModelSource:
 
 
 def _recipe_of(path: Path) -> Recipe:
-    marker = path / "tst_bench_model.json"
-    if marker.exists() and json.loads(marker.read_text()).get("recipe") == "tiny":
-        return "tiny"
-    return "pretrained"
+    return "tiny" if read_marker(path).get("recipe") == "tiny" else "pretrained"
 
 
 def _download(spec: str) -> Path:

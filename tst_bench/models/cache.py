@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
+
+#: Written last into a model folder tst-bench built: its presence means the folder is complete,
+#: its content names the model and the training recipe that suits it.
+MARKER_FILE = "tst_bench_model.json"
 
 
 def cache_root() -> Path:
@@ -18,7 +24,17 @@ def cache_root() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tst-bench"
 
 
-def build_once(name: str, build: Callable[[Path], None], marker: str = "config.json") -> Path:
+def write_marker(directory: Path, **fields: Any) -> None:
+    (directory / MARKER_FILE).write_text(json.dumps(fields, indent=2) + "\n")
+
+
+def read_marker(directory: Path) -> dict[str, Any]:
+    """The marker of a model folder tst-bench built; empty for any other folder."""
+    path = directory / MARKER_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def build_once(name: str, build: Callable[[Path], None], marker: str = MARKER_FILE) -> Path:
     """Return `cache_root()/name`, building it first into a temporary folder that is renamed in.
 
     Concurrent builders (e.g. several Ray workers) are safe: the first rename wins and the

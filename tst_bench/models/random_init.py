@@ -13,10 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import build_once
+from .cache import build_once, write_marker
 from .tiny import tiny_model_dir
-
-MARKER_FILE = "tst_bench_model.json"
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ RANDOM_SHAPES = {
 
 def random_model_dir(name: str) -> Path:
     shape = RANDOM_SHAPES[name]
-    return build_once(shape.cache_name, lambda directory: _build(directory, name, shape), marker=MARKER_FILE)
+    return build_once(shape.cache_name, lambda directory: _build(directory, name, shape))
 
 
 def _build(directory: Path, name: str, shape: RandomShape) -> None:
@@ -105,5 +103,4 @@ def _build(directory: Path, name: str, shape: RandomShape) -> None:
         torch.random.set_rng_state(state)
     model.save_pretrained(directory)
     del model
-    marker = {"name": name, "recipe": "pretrained", "random_init": True}
-    (directory / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+    write_marker(directory, name=name, recipe="pretrained", random_init=True)

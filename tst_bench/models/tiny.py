@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..datasets.prompts import blind_instruction
 from ..datasets.synthetic import SYNTHETIC_KINDS, SyntheticSpec, generate
-from .cache import build_once
+from .cache import build_once, write_marker
 
 TINY_VERSION = 1
 VOCAB_SIZE = 2048
@@ -26,11 +26,10 @@ CHAT_TEMPLATE = (
     "{% else %}{{ message['content'] }}{{ eos_token }}\n{% endif %}"
     "{% endfor %}"
 )
-MARKER_FILE = "tst_bench_model.json"
 
 
 def tiny_model_dir() -> Path:
-    return build_once(f"tiny-v{TINY_VERSION}", build_tiny_model, marker=MARKER_FILE)
+    return build_once(f"tiny-v{TINY_VERSION}", build_tiny_model)
 
 
 def build_tiny_model(directory: Path) -> None:
@@ -39,8 +38,7 @@ def build_tiny_model(directory: Path) -> None:
     _fix_tokenizer_class(directory)
     model = _build_model(tokenizer)
     model.save_pretrained(directory)
-    marker = {"name": "tiny", "recipe": "tiny", "version": TINY_VERSION}
-    (directory / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+    write_marker(directory, name="tiny", recipe="tiny", version=TINY_VERSION)
 
 
 def training_corpus() -> list[str]:

@@ -6,31 +6,20 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ..models import resolve_model
 from ..models.adapters import attach_adapter, detach_adapter
+from ..models.options import ModelOptions
 from ..models.resident import ResidentModel
 from ..schemas import TestInstance
 from .base import AdapterRef, PromptScoringPredictor, adapter_path
-from .prompting import PromptStyle, choice_token_ids, encode_prompt
+from .prompting import choice_token_ids, encode_prompt
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class HFPredictorConfig:
-    model_name: str = "tiny"
-    max_seq_length: int = 1024
+class HFPredictorConfig(ModelOptions):
     max_tokens: int = 16
     batch_size: int = 32
-    use_chat_template: bool = True
-    system_prompt: str | None = None
-    dtype: str = "auto"
-    device: str = "auto"
-    trust_remote_code: bool = False
-
-    @property
-    def prompt_style(self) -> PromptStyle:
-        return PromptStyle(self.use_chat_template, self.system_prompt)
 
 
 class HFPredictor(PromptScoringPredictor):
@@ -38,12 +27,7 @@ class HFPredictor(PromptScoringPredictor):
 
     def __init__(self, config: HFPredictorConfig, resident: ResidentModel | None = None):
         self.config = config
-        self.resident = resident or ResidentModel(
-            resolve_model(config.model_name),
-            device=config.device,
-            dtype=config.dtype,
-            trust_remote_code=config.trust_remote_code,
-        )
+        self.resident = resident or ResidentModel.for_options(config)
         self._adapted = None  # PeftModel wrapping the resident base while an adapter is on
 
     @property

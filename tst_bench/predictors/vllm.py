@@ -31,34 +31,27 @@ from typing import Any, Literal
 
 from ..errors import InputError, TsTRuntimeError
 from ..models import ModelSource, resolve_model
+from ..models.options import ModelOptions
 from ..models.resident import load_tokenizer
 from ..schemas import TestInstance
 from .base import AdapterRef, PromptScoringPredictor, adapter_path
-from .prompting import PromptStyle, choice_token_ids, encode_prompt
+from .prompting import choice_token_ids, encode_prompt
 from .vllm_engine import VLLMEngine, sleep_mode_available, vllm_platform
 
 logger = logging.getLogger(__name__)
 
 EngineStrategy = Literal["hot_swap", "rebuild"]
 ENGINE_STRATEGIES = ("hot_swap", "rebuild")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 #: peft `modules_to_save` entries vLLM 0.32 serves (classification heads only).
 SERVABLE_MODULES_TO_SAVE = ("classifier", "score")
 
 
 @dataclass
-class VLLMPredictorConfig:
-    model_name: str = "tiny"
-    max_seq_length: int = 1024
+class VLLMPredictorConfig(ModelOptions):
     temperature: float = 0.0
     max_tokens: int = 16
     gpu_memory_utilization: float = 0.9
     batch_size: int = 128
-    use_chat_template: bool = True
-    system_prompt: str | None = None
-    dtype: str = "auto"
-    device: str = "auto"
-    trust_remote_code: bool = False
     seed: int = 0
     max_lora_rank: int = 16
     max_loras: int = 1
@@ -71,11 +64,10 @@ class VLLMPredictorConfig:
     engine_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         problems = []
         if self.engine_strategy not in ENGINE_STRATEGIES:
             problems.append(f"engine_strategy {self.engine_strategy!r} is not one of {ENGINE_STRATEGIES}")
-        if self.dtype not in DTYPES:
-            problems.append(f"dtype {self.dtype!r} is not one of {DTYPES}")
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             problems.append(f"gpu_memory_utilization must lie in (0, 1], got {self.gpu_memory_utilization}")
         if self.temperature < 0:
@@ -85,10 +77,6 @@ class VLLMPredictorConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if problems:
             raise InputError("vLLM predictor options: " + "; ".join(problems))
-
-    @property
-    def prompt_style(self) -> PromptStyle:
-        return PromptStyle(self.use_chat_template, self.system_prompt)
 
 
 class VLLMPredictor(PromptScoringPredictor):

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from ..memory import DEFAULT_WARMUP_MIB, MemoryCheck
+from ..memory import DEFAULT_TOLERANCE_MIB, DEFAULT_WARMUP_MIB, MemoryCheck
 from ..memory import check_memory as check_memory_release
 from ..schemas import FoldSummary, TsTResult
 from .inputs import SpeedupSeries
@@ -25,7 +25,7 @@ class Thresholds:
     #: how far below the baseline's 95% CI lower bound a score may fall before it is a regression
     score_tolerance: float = 0.0
     #: MiB a device may hold after a fold's clean-up above the steady baseline (tst_bench.memory)
-    memory_tolerance_mib: float = 256.0
+    memory_tolerance_mib: float = DEFAULT_TOLERANCE_MIB
     #: one-time warm-up the first fold may keep (CUDA kernels, cuBLAS workspaces)
     memory_warmup_mib: float = DEFAULT_WARMUP_MIB
     #: relative speedup drop at the same GPU/worker count that counts as a regression (0.1 = 10%)

@@ -10,6 +10,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..memory import DEFAULT_TOLERANCE_MIB
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,8 +50,9 @@ def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory-tolerance-mib",
         type=float,
-        default=256.0,
-        help="MiB a device may still hold after a fold's clean-up above its level before (default: 256)",
+        default=DEFAULT_TOLERANCE_MIB,
+        help="MiB a device may still hold after a fold's clean-up above its level before"
+        f" (default: {DEFAULT_TOLERANCE_MIB:g})",
     )
     parser.add_argument(
         "--check-rss", action="store_true", help="also check RSS samples (CPU runs) for memory release"

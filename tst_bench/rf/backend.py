@@ -230,31 +230,3 @@ def signed_log(value: float) -> float:
 
 def signed_exp(value: float) -> float:
     return math.copysign(math.expm1(abs(value)), value)
-
-
-def rf_predictor(ctx) -> RFPredictor:
-    """Registry builder (see backends.py): checks the run fits a forest before anything starts."""
-    from ..backends import configure
-
-    _check_run(ctx.config)
-    return RFPredictor(configure(RFPredictorConfig, ctx.config.predictor_options))
-
-
-def rf_trainer(ctx) -> RFTrainer:
-    from ..backends import configure
-
-    _check_run(ctx.config)
-    return RFTrainer(configure(RFConfig, ctx.config.trainer_options))
-
-
-def _check_run(config) -> None:
-    if (config.backend == "rf") != (config.trainer == "rf"):
-        raise InputError(
-            f"the rf backend and the rf trainer go together (got --backend {config.backend}"
-            f" --trainer {config.trainer}); pass --backend rf --trainer rf"
-        )
-    if config.zero_shot:
-        raise InputError(
-            "the rf backend has no zero-shot baseline (an unfitted forest has nothing to predict"
-            " with): pass --no-zero-shot (RunConfig.zero_shot=False)"
-        )

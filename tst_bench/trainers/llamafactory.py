@@ -33,8 +33,9 @@ from ..errors import InputError, TsTRuntimeError
 from ..jsonl import atomic_write
 from ..models import ModelSource, Recipe, resolve_model
 from ..models.adapters import adapter_size_bytes, drop_base_layer_weights
+from ..models.options import ModelOptions
 from ..models.resident import load_tokenizer, pick_device
-from ..predictors.prompting import PromptStyle, encode_prompt
+from ..predictors.prompting import encode_prompt
 from ..schemas import LoRAAdapterInfo, TrainingDatum
 from .base import LLMTrainerInterface
 from .cli_process import ProcessTimeout, run_logged, tail
@@ -92,10 +93,9 @@ _FIRST_EXAMPLE = re.compile(r"^input_ids:\s*\n\[([0-9,\s]*)\]", re.MULTILINE)
 
 
 @dataclass
-class LlamaFactoryConfig:
+class LlamaFactoryConfig(ModelOptions):
     """Fields left at None keep default_lora.yaml's value."""
 
-    model_name: str = "tiny"
     #: The llamafactory-cli executable; else $TST_BENCH_LLAMAFACTORY_CLI, PATH, .venv-llamafactory.
     cli: str | None = None
     #: LlamaFactory template; None lets LlamaFactory read the tokenizer's chat template.
@@ -114,29 +114,22 @@ class LlamaFactoryConfig:
     warmup_ratio: float | None = None
     max_grad_norm: float | None = None
     weight_decay: float | None = None
-    max_seq_length: int | None = None
     seed: int = 0
-    use_chat_template: bool = True
-    system_prompt: str | None = None
-    dtype: str = "auto"
-    device: str = "auto"
     #: CUDA_VISIBLE_DEVICES for the training process (else taken from `device` = "cuda:N").
     gpu_ids: str | None = None
     #: OMP/MKL threads of the training process; None keeps the environment's.
     cpu_threads: int | None = None
     timeout_s: float | None = 4 * 3600.0
-    trust_remote_code: bool = False
     #: Compare LlamaFactory's first tokenised example with tst-bench's prompt (see module doc).
     check_prompt: bool = True
     #: Further LlamaFactory YAML keys, applied last.
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         owned = sorted(OWNED_KEYS & set(self.extra))
         if owned:
             raise InputError(f"llamafactory extra keys {owned} are set by tst-bench and cannot be overridden")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise InputError(f"dtype {self.dtype!r} is not one of auto, float32, bfloat16, float16")
 
     @classmethod
     def for_recipe(cls, recipe: Recipe, **overrides) -> LlamaFactoryConfig:
@@ -151,10 +144,6 @@ class LlamaFactoryConfig:
                 **{name: lora[name] for name in lora if name in YAML_KEYS},
             )
         return dataclasses.replace(base, **overrides)
-
-    @property
-    def prompt_style(self) -> PromptStyle:
-        return PromptStyle(self.use_chat_template, self.system_prompt)
 
 
 class LlamaFactoryTrainer(LLMTrainerInterface):

@@ -11,13 +11,14 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..models import Recipe, resolve_model
+from ..models import Recipe
 from ..models.adapters import adapter_size_bytes, detach_adapter
+from ..models.options import ModelOptions
 from ..models.resident import ResidentModel
-from ..predictors.prompting import PromptStyle, encode_prompt, encode_response
+from ..predictors.prompting import encode_prompt, encode_response
 from ..schemas import LoRAAdapterInfo, TrainingDatum
 from .base import LLMTrainerInterface
 
@@ -26,8 +27,7 @@ IGNORE_INDEX = -100
 
 
 @dataclass
-class PeftTrainerConfig:
-    model_name: str = "tiny"
+class PeftTrainerConfig(ModelOptions):
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
@@ -39,14 +39,7 @@ class PeftTrainerConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
-    max_seq_length: int = 1024
     seed: int = 0
-    use_chat_template: bool = True
-    system_prompt: str | None = None
-    dtype: str = "auto"
-    device: str = "auto"
-    trust_remote_code: bool = False
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def for_recipe(cls, recipe: Recipe, **overrides) -> PeftTrainerConfig:
@@ -62,22 +55,13 @@ class PeftTrainerConfig:
             base = cls()
         return dataclasses.replace(base, **overrides)
 
-    @property
-    def prompt_style(self) -> PromptStyle:
-        return PromptStyle(self.use_chat_template, self.system_prompt)
-
 
 class PeftTrainer(LLMTrainerInterface):
     needs_exclusive_device = False
 
     def __init__(self, config: PeftTrainerConfig, resident: ResidentModel | None = None):
         self.config = config
-        self.resident = resident or ResidentModel(
-            resolve_model(config.model_name),
-            device=config.device,
-            dtype=config.dtype,
-            trust_remote_code=config.trust_remote_code,
-        )
+        self.resident = resident or ResidentModel.for_options(config)
 
     def train(
         self, training_data: Sequence[TrainingDatum], output_dir: Path, seed: int | None = None

@@ -33,8 +33,3 @@ SERVABLE_TINY_LORA: dict[str, Any] = {
 def servable_lora(recipe: Recipe) -> dict[str, Any]:
     """Trainer settings whose adapters vLLM can load; empty when the recipe's own already are."""
     return dict(SERVABLE_TINY_LORA) if recipe == "tiny" else {}
-
-
-def serves_through_vllm(backend: str) -> bool:
-    """Whether adapters for this inference backend must be loadable by vLLM."""
-    return "vllm" in backend

@@ -1,13 +1,13 @@
-"""`tst-bench prune`: Iterative Bias Pruning from the command line (registered in cli.py)."""
+"""`tst-bench prune`: Iterative Bias Pruning (tst_bench/ibp) from the command line."""
 
 from __future__ import annotations
 
 import argparse
 
+from .run_options import add_run_options, run_config_from_args, show_progress
+
 
 def add_prune_command(commands) -> None:
-    from ..cli import add_run_options
-
     prune = commands.add_parser(
         "prune",
         help="Iterative Bias Pruning: remove the highest-s(x) rows round by round, with a random control",
@@ -16,8 +16,9 @@ def add_prune_command(commands) -> None:
         " max s(x) <= --tau. A random-pruning control with the same per-round counts follows.",
     )
     add_run_options(prune, zero_shot_by_default=False)
-    prune.add_argument("--budget", default="40%", help="rows to remove in all: a count or a percentage")
-    prune.add_argument("--batch-size", default="10%", help="rows removed per round: a count or a percentage")
+    # Unset options (None) leave PruneConfig's defaults in place, so they are written once, there.
+    prune.add_argument("--budget", help="rows to remove in all: a count or a percentage (40%%)")
+    prune.add_argument("--batch-size", help="rows removed per round: a count or a percentage (10%%)")
     prune.add_argument("--tau", type=float, help="stop once the largest s(x) is at most this")
     prune.add_argument(
         "--balance", action="store_true", help="spread removals over answer classes by their sizes"
@@ -27,27 +28,32 @@ def add_prune_command(commands) -> None:
     )
     prune.add_argument("--no-control", action="store_true", help="skip the random-pruning control")
     prune.add_argument(
-        "--flag", default="shortcut", help="metadata column marking known-biased rows (precision per round)"
+        "--flag",
+        help="metadata column marking known-biased rows, for the precision per round (shortcut; '' for none)",
     )
     prune.add_argument("--no-plot", action="store_true", help="do not draw curves.png")
     prune.set_defaults(handler=prune_command)
 
 
 def prune_command(args: argparse.Namespace) -> int:
-    from ..cli import run_config_from_args, show_progress
-    from .runner import PruneConfig, run_prune
+    from ..ibp.runner import PruneConfig, run_prune
 
-    run = run_config_from_args(args)
+    given = {
+        "budget": args.budget,
+        "batch_size": args.batch_size,
+        "tau": args.tau,
+        "min_class_rows": args.min_class_rows,
+        "flag": args.flag,
+    }
+    options = {name: value for name, value in given.items() if value is not None}
+    if options.get("flag") == "":
+        options["flag"] = None  # --flag '': no flag column, so no precision per round
     config = PruneConfig(
-        run=run,
-        budget=args.budget,
-        batch_size=args.batch_size,
-        tau=args.tau,
+        run=run_config_from_args(args),
         balance=args.balance,
-        min_class_rows=args.min_class_rows,
         control=not args.no_control,
-        flag=args.flag or None,
         plot=not args.no_plot,
+        **options,
     )
     result = run_prune(config, overwrite=args.overwrite, progress=show_progress(args))
     print_trajectories(result)

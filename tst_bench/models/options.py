@@ -1,0 +1,46 @@
+"""The model options every predictor and trainer config shares, and the one list of dtypes.
+
+Predictors and trainers must load the same model the same way and see byte-identical prompts, so
+the fields that decide that live in one base class: HFPredictorConfig, VLLMPredictorConfig,
+PeftTrainerConfig and LlamaFactoryConfig all derive from `ModelOptions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InputError
+from ..predictors.prompting import PromptStyle
+from . import DEFAULT_MODEL
+
+#: Weight dtypes a model may be loaded in; "auto" is bfloat16 on a GPU that supports it, else float32.
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: Prompt + answer tokens a model sees; longer prompts are cut from the left.
+DEFAULT_MAX_SEQ_LENGTH = 1024
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    return dtype
+
+
+@dataclass
+class ModelOptions:
+    """Which model, loaded how, and how its prompts are rendered."""
+
+    model_name: str = DEFAULT_MODEL
+    dtype: str = "auto"
+    device: str = "auto"
+    #: Run model code from the hub (off unless the user opts in).
+    trust_remote_code: bool = False
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
+    use_chat_template: bool = True
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        check_dtype(self.dtype)
+
+    @property
+    def prompt_style(self) -> PromptStyle:
+        return PromptStyle(self.use_chat_template, self.system_prompt)

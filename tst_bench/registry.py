@@ -1,0 +1,170 @@
+"""The registry: every backend and trainer name, where its builder lives, and what it can do.
+
+A leaf module (standard library and tst_bench.errors only), so the engine, the CLI and the pytest
+plugin can ask what a backend or trainer does without importing any engine. Builders are named as
+"module:function" strings and imported on first use, the way lm-evaluation-harness maps model
+names; each builder takes a `backends.BackendContext` and returns the predictor or trainer.
+
+Adding an engine: write its builder (tst_bench/builders.py holds the built-in ones) and add one
+entry below saying what it can do.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import InputError
+
+#: Where a backend's or trainer's model lives:
+#: "resident"    the base model loaded once in this process, shared by predictor and trainer;
+#: "own_process" a process of its own (a vLLM engine, Ray workers, `llamafactory-cli`), which
+#:               holds device memory of its own while it runs;
+#: "none"        no neural model at all (TsT-RF's forests).
+ModelHome = Literal["resident", "own_process", "none"]
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """An inference backend: builds an `LLMPredictorInterface`."""
+
+    name: str
+    builder: str
+    summary: str
+    model: ModelHome
+    #: Predicts without a trained adapter, so the run can score the zero-shot baseline.
+    zero_shot: bool = True
+    #: Serves adapters through vLLM: trainers must produce adapters vLLM can load.
+    vllm_adapters: bool = False
+    #: Spreads inference over a pool of Ray workers, each running backend `pool_of`.
+    pool_of: str | None = None
+    #: The only trainers it works with; None: any.
+    trainers: frozenset[str] | None = None
+
+    @property
+    def owns_device_memory(self) -> bool:
+        """True for an engine with memory of its own; False where it shares the resident model."""
+        return self.model == "own_process"
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """A trainer: builds an `LLMTrainerInterface`."""
+
+    name: str
+    builder: str
+    summary: str
+    model: ModelHome
+    #: The only backends it works with; None: any.
+    backends: frozenset[str] | None = None
+
+    @property
+    def separate_process(self) -> bool:
+        return self.model == "own_process"
+
+    @property
+    def exclusive_device(self) -> bool:
+        """Training needs the predictor's device memory released first (it loads its own copy)."""
+        return self.separate_process
+
+
+BUILDERS = "tst_bench.builders"
+RF_ONLY = frozenset({"rf"})
+
+BACKENDS: Mapping[str, BackendSpec] = {
+    spec.name: spec
+    for spec in (
+        BackendSpec(
+            "hf", f"{BUILDERS}:hf_predictor", "transformers + peft in this process", model="resident"
+        ),
+        BackendSpec(
+            "vllm",
+            f"{BUILDERS}:vllm_predictor",
+            "a vLLM engine, adapters as LoRARequests",
+            model="own_process",
+            vllm_adapters=True,
+        ),
+        BackendSpec(
+            "ray_hf",
+            f"{BUILDERS}:ray_pool_predictor",
+            "hf on a pool of Ray workers (data parallel)",
+            model="own_process",
+            pool_of="hf",
+        ),
+        BackendSpec(
+            "ray_vllm",
+            f"{BUILDERS}:ray_pool_predictor",
+            "vllm on a pool of Ray workers (data parallel)",
+            model="own_process",
+            vllm_adapters=True,
+            pool_of="vllm",
+        ),
+        BackendSpec(
+            "rf",
+            f"{BUILDERS}:rf_predictor",
+            "TsT-RF: a Random Forest on question and option features",
+            model="none",
+            zero_shot=False,  # an unfitted forest has nothing to predict with
+            trainers=RF_ONLY,
+        ),
+    )
+}
+
+TRAINERS: Mapping[str, TrainerSpec] = {
+    spec.name: spec
+    for spec in (
+        TrainerSpec("peft", f"{BUILDERS}:peft_trainer", "LoRA with peft on the resident model", "resident"),
+        TrainerSpec(
+            "llamafactory",
+            f"{BUILDERS}:llamafactory_trainer",
+            "LoRA with `llamafactory-cli train`, one process per fold",
+            "own_process",
+        ),
+        TrainerSpec("rf", f"{BUILDERS}:rf_trainer", "fits TsT-RF's forests", "none", backends=RF_ONLY),
+    )
+}
+
+
+def backend_spec(name: str) -> BackendSpec:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise InputError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}") from None
+
+
+def trainer_spec(name: str) -> TrainerSpec:
+    try:
+        return TRAINERS[name]
+    except KeyError:
+        raise InputError(f"unknown trainer {name!r}; choose one of {sorted(TRAINERS)}") from None
+
+
+def pairing_problem(backend: str, trainer: str) -> str | None:
+    """Why `backend` and `trainer` cannot run together, or None when they can (or a name is unknown)."""
+    backend_entry, trainer_entry = BACKENDS.get(backend), TRAINERS.get(trainer)
+    if backend_entry is None or trainer_entry is None:
+        return None
+    allowed_trainers = backend_entry.trainers
+    allowed_backends = trainer_entry.backends
+    if allowed_trainers is not None and trainer not in allowed_trainers:
+        return f"the {backend} backend works only with trainer(s) {', '.join(sorted(allowed_trainers))}"
+    if allowed_backends is not None and backend not in allowed_backends:
+        return f"the {trainer} trainer works only with backend(s) {', '.join(sorted(allowed_backends))}"
+    return None
+
+
+def check_pairing(backend: str, trainer: str) -> None:
+    """Both names are registered and go together; else an InputError that says what would."""
+    backend_spec(backend)
+    trainer_spec(trainer)
+    problem = pairing_problem(backend, trainer)
+    if problem is not None:
+        raise InputError(f"{problem} (got --backend {backend} --trainer {trainer})")
+
+
+def load_builder(spec: BackendSpec | TrainerSpec) -> Callable[[Any], Any]:
+    """Import the entry's "module:function" builder."""
+    module_name, _, function = spec.builder.partition(":")
+    return getattr(importlib.import_module(module_name), function)
