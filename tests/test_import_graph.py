@@ -19,16 +19,6 @@ import tst_bench
 PACKAGE = "tst_bench"
 ROOT = Path(tst_bench.__file__).parent
 
-#: Cycles this test tolerates, each as the sorted tuple of its modules; test_known_cycles_are_still_cycles
-#: makes an entry leave once its cycle is gone.
-KNOWN_CYCLES: frozenset[tuple[str, ...]] = frozenset(
-    {
-        # hub.py reads downloaded files with loaders.py's private readers, loaders.py dispatches hf:
-        # specs to hub.py; one row reader module both use (issue 10, datasets/) removes it.
-        ("tst_bench.datasets.hub", "tst_bench.datasets.loaders"),
-    }
-)
-
 
 def module_name(path: Path) -> str:
     parts = (PACKAGE, *path.relative_to(ROOT).with_suffix("").parts)
@@ -134,7 +124,7 @@ def cycle_within(graph: dict[str, set[str]], component: set[str]) -> list[str]:
 
 def test_tst_bench_import_graph_has_no_cycle():
     graph = import_graph()
-    groups = [group for group in cycle_groups(graph) if tuple(group) not in KNOWN_CYCLES]
+    groups = cycle_groups(graph)
     assert not groups, "import cycles (imports inside functions count):\n" + "\n".join(
         " -> ".join(cycle_within(graph, set(group))) + f"  (modules in the cycle: {', '.join(group)})"
         for group in groups
@@ -152,9 +142,3 @@ def test_the_walk_sees_function_level_and_relative_imports(tmp_path):
     package = tmp_path / "__init__.py"
     package.write_text("from .sub import x\n")
     assert "p.sub" in set(imported_names("p", package))
-
-
-def test_known_cycles_are_still_cycles():
-    """A tolerated cycle that was fixed must leave the list, so the list cannot go stale."""
-    present = {tuple(group) for group in cycle_groups(import_graph())}
-    assert present >= KNOWN_CYCLES, f"fixed, remove from KNOWN_CYCLES: {sorted(KNOWN_CYCLES - present)}"
