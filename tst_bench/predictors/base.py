@@ -27,6 +27,10 @@ def adapter_path(adapter: AdapterRef) -> Path:
 class LLMPredictorInterface(ABC):
     """Predicts held-out instances, optionally through a LoRA adapter."""
 
+    #: True when the predictor holds device memory of its own, outside a resident model it shares
+    #: with the trainer (a vLLM engine): it releases it before every training (`release_device`).
+    owns_device_memory: bool = False
+
     @abstractmethod
     def predict(self, instances: Sequence[TestInstance]) -> list[LLMPredictionResult]: ...
 
