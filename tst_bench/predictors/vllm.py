@@ -79,7 +79,9 @@ class VLLMPredictorConfig:
     canary_prompts: int = CANARY_PROMPTS
     #: Largest log-probability change the canary allows; None: 0 in float32, 0.02 in bf16/fp16.
     canary_tolerance: float | None = None
-    enforce_eager: bool = False
+    #: No torch.compile, no CUDA graphs: TsT scoring is one prefill per prompt, which they barely
+    #: speed up, while they cost every engine build ~100 s cold and 33-46 s warm (H200, vLLM 0.25).
+    enforce_eager: bool = True
     tensor_parallel_size: int = 1
     #: Further `vllm.LLM` keyword arguments, passed unchanged.
     engine_args: dict[str, Any] = field(default_factory=dict)

@@ -13,9 +13,9 @@ venv) start from the user's environment.
 Every build, sleep, wake-up and teardown is timed (`take_events`), so a fold's timings show what
 the hand-off cost. Before a build or a wake-up this process hands its cached CUDA blocks back (an
 in-process trainer leaves its activations cached there), so the engine finds them free.
-A rebuild with the same arguments reuses vLLM's compile cache (`$VLLM_CACHE_ROOT`, by default
-~/.cache/vllm, `torch_compile_cache/<hash of the engine configuration>`): only the first build
-of a configuration on a machine compiles.
+With compilation on (`enforce_eager=false`), a rebuild with the same arguments reuses vLLM's
+compile cache (`$VLLM_CACHE_ROOT`, by default ~/.cache/vllm, `torch_compile_cache/<hash of the
+engine configuration>`): only the first build of a configuration on a machine compiles.
 """
 
 from __future__ import annotations
