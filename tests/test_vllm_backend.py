@@ -12,10 +12,11 @@ import shutil
 import psutil
 import pytest
 
+from tst_bench import errors
 from tst_bench.backends import build_trainable
 from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
-from tst_bench.errors import InputError, TsTRuntimeError
+from tst_bench.errors import InputError
 from tst_bench.evaluator import LLMEvaluator
 from tst_bench.folds import make_fold_plan
 from tst_bench.models.resident import ResidentModel
@@ -94,13 +95,6 @@ def test_zero_shot_scores_equal_hf(vllm, hf, test_instances):
     assert all(sum(math.exp(v) for v in r.option_logprobs.values()) < 0.5 for r in ours)
 
 
-def test_release_device_keeps_the_hot_swap_engine_on_cpu(vllm, test_instances):
-    vllm.predict(test_instances[:2])
-    pids = vllm.engine.process_ids
-    vllm.release_device()  # no sleep mode on CPU: nothing to give back, the engine stays
-    assert vllm.engine.running and vllm.engine.process_ids == pids
-
-
 def test_engine_kv_cache_is_sized_for_a_full_batch_of_prompts(vllm, test_instances):
     vllm.predict(test_instances[:2])
     config = vllm.config
@@ -133,6 +127,13 @@ def test_rebuild_strategy_tears_down_and_the_rebuilt_engine_passes_the_canary_ex
     assert max_difference(before, after) < 1e-5
     events = vllm.take_event_timings()
     assert events["engine_teardown"] > 0 and events["engine_build"] > 1 and events["sleep_canary"] > 0
+
+
+def test_release_device_keeps_the_hot_swap_engine_on_cpu(vllm, test_instances):
+    vllm.predict(test_instances[:2])
+    pids = vllm.engine.process_ids
+    vllm.release_device()  # no sleep mode on CPU: nothing to give back, the engine stays
+    assert vllm.engine.running and vllm.engine.process_ids == pids
 
 
 def test_adapter_bias_scores_equal_hf_within_tolerance(vllm, hf, adapters, test_instances):
@@ -199,7 +200,7 @@ def test_the_canary_catches_the_adapter_vllm_cpu_leaves_applied(vllm, adapters, 
     change = max(abs(now[t] - old) for ref, now in zip(canary.reference, readings) for t, old in ref.items())
     print(f"\nthe stale lm_head LoRA moves canary log-probabilities by up to {change:.3g}")
     assert change > HALF_PRECISION_TOLERANCE  # caught in bf16 as well
-    with pytest.raises(TsTRuntimeError, match=r"wake-up: canary prompt \d"):
+    with pytest.raises(errors.TsTRuntimeError, match=r"wake-up: canary prompt \d"):
         canary.check(vllm._score_canary, "wake-up")
 
 

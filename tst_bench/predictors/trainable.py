@@ -39,7 +39,7 @@ class TrainableLLMPredictor:
 
     def prepare_for_training(self) -> None:
         self.predictor.unload_adapter()
-        if self.predictor.owns_device_memory or self.trainer.needs_exclusive_device:
+        if self.trainer.needs_exclusive_device:
             self.predictor.release_device()
 
     def train_adapter(
