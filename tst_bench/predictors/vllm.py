@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputError, TsTRuntimeError
+from ..hardware import MIB, discover_gpus
 from ..models import ModelSource, resolve_model
 from ..models.resident import load_tokenizer
 from ..schemas import TestInstance
@@ -386,8 +387,6 @@ class VLLMPredictor(PromptScoringPredictor):
 
 def device_total_bytes(index: int) -> int:
     """Memory of CUDA device `index`, from NVML (no CUDA context here), else from torch."""
-    from ..hardware import MIB, discover_gpus
-
     gpus = discover_gpus()
     if index < len(gpus):
         return int(gpus[index].total_mib * MIB)
