@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup test test-fast bench lint format clean
+.PHONY: setup test test-fast bench test-gpu lint format clean
 
 setup: $(VENV)/.installed $(LF_VENV)/.installed $(CHROMIUM)
 
@@ -61,6 +61,22 @@ test-fast: setup
 
 bench: setup
 	$(call run_pytest,benchmarks)
+
+# A GPU runner: the gpu-marked tests and the GPU benchmarks, run by the Python that has CUDA torch
+# (not .venv, which is CPU-only), after `pip install 'tst-bench[vllm,ray,nvml]'` and LlamaFactory in
+# its own venv or folder (README, "GPU runs"). Output, JSON, run directories and the report go to
+# GPU_OUT; GPU_SELECT picks a part (e.g. GPU_SELECT='-k "not 7b"'). A missing engine fails here.
+GPU_PYTHON ?= python3
+GPU_OUT ?= reports/gpu
+GPU_TESTS ?= tests benchmarks/test_vllm_handoff.py
+GPU_SELECT ?=
+
+test-gpu:
+	mkdir -p $(GPU_OUT)
+	( TST_BENCH_REQUIRE_ENGINES=1 $(GPU_PYTHON) -m pytest $(GPU_TESTS) -m gpu $(GPU_SELECT) -p no:cacheprovider \
+	    -rsP --durations=20 --benchmark-json=$(GPU_OUT)/benchmarks.json --tst-results=$(GPU_OUT)/runs \
+	    --tst-report=$(GPU_OUT)/report $(PYTEST_ARGS); echo $$? > $(GPU_OUT)/exit-code ) 2>&1 | tee $(GPU_OUT)/pytest.log
+	@rc=$$(cat $(GPU_OUT)/exit-code); if [ "$$rc" -eq 5 ]; then echo "no GPU tests collected" >&2; exit 1; fi; exit $$rc
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -26,7 +26,7 @@ def require_vllm():
 
 def require_llamafactory_cli():
     from tst_bench.errors import InputError
-    from tst_bench.trainers.llamafactory import resolve_cli
+    from tst_bench.trainers.llamafactory_launch import resolve_cli
 
     try:
         return resolve_cli()

@@ -7,6 +7,7 @@ The real runs use the LlamaFactory venv that `make setup` creates (.venv-llamafa
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,14 +25,19 @@ from tst_bench.errors import InputError, TsTRuntimeError
 from tst_bench.models.resident import ResidentModel, load_tokenizer
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.predictors.prompting import PromptStyle, encode_prompt, encode_response
-from tst_bench.trainers import llamafactory
+from tst_bench.trainers import llamafactory, llamafactory_launch
 from tst_bench.trainers.llamafactory import (
     LlamaFactoryConfig,
     LlamaFactoryTrainer,
     build_train_config,
     load_default_settings,
-    resolve_cli,
     write_dataset,
+)
+from tst_bench.trainers.llamafactory_launch import (
+    CLI_ENV,
+    PYTHONPATH_ENV,
+    resolve_cli,
+    resolve_launcher,
 )
 from tst_bench.trainers.recipes import LINEAR_MODULES
 
@@ -102,9 +108,10 @@ def test_dataset_is_alpaca_jsonl_with_its_dataset_info(tmp_path, small_data):
 
 
 def test_missing_cli_is_an_input_error_saying_how_to_install(tmp_path, monkeypatch, caplog):
-    monkeypatch.delenv(llamafactory.CLI_ENV, raising=False)
+    monkeypatch.delenv(CLI_ENV, raising=False)
+    monkeypatch.delenv(PYTHONPATH_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(llamafactory, "PROJECT_VENV", ".venv-not-installed")
+    monkeypatch.setattr(llamafactory_launch, "PROJECT_VENV", ".venv-not-installed")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match="make setup") as error:
         resolve_cli()
@@ -119,11 +126,52 @@ def test_missing_cli_is_an_input_error_saying_how_to_install(tmp_path, monkeypat
 
 
 def test_configured_cli_must_exist(tmp_path, monkeypatch):
-    monkeypatch.setenv(llamafactory.CLI_ENV, str(tmp_path / "nowhere"))
+    monkeypatch.setenv(CLI_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(InputError, match="TST_BENCH_LLAMAFACTORY_CLI"):
         resolve_cli()
     with pytest.raises(InputError, match="cli option"):
         resolve_cli(str(tmp_path))
+
+
+def fake_target_folder(root: Path) -> Path:
+    """A folder shaped like `pip install --target` of LlamaFactory (its CLI module only)."""
+    (root / "llamafactory").mkdir(parents=True)
+    (root / "llamafactory" / "cli.py").write_text("")
+    return root
+
+
+def test_a_target_folder_runs_llamafactory_with_this_python_and_only_that_folder(tmp_path, monkeypatch):
+    folder = fake_target_folder(tmp_path / "lf-site")
+    monkeypatch.delenv(CLI_ENV, raising=False)
+    monkeypatch.setenv(PYTHONPATH_ENV, str(folder))
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")  # e.g. the staged vLLM packages
+    launcher = resolve_launcher()
+    assert launcher.command("train", "cfg.yaml") == [
+        sys.executable,
+        "-m",
+        "llamafactory.cli",
+        "train",
+        "cfg.yaml",
+    ]
+    assert launcher.python_path == str(folder.resolve())
+    trainer = LlamaFactoryTrainer(quick_config())
+    assert trainer.launcher == launcher
+    env = trainer._environment(tmp_path / "work", "cuda:0")
+    assert env["PYTHONPATH"] == str(folder.resolve()) and env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert LlamaFactoryTrainer(quick_config(python_path=str(folder))).launcher == launcher
+
+
+def test_a_target_folder_without_llamafactory_is_an_input_error(tmp_path, monkeypatch):
+    monkeypatch.delenv(CLI_ENV, raising=False)
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_launcher(python_path=str(tmp_path / "absent"))
+    with pytest.raises(InputError, match=r"no llamafactory package.*stage_llamafactory\.sh"):
+        resolve_launcher(python_path=str(tmp_path))
+    monkeypatch.setenv(PYTHONPATH_ENV, str(tmp_path))
+    with pytest.raises(InputError, match=re.escape(f"given by the ${PYTHONPATH_ENV}")):
+        resolve_launcher()
+    with pytest.raises(InputError, match="not both"):
+        resolve_launcher(cli="/bin/true", python_path=str(tmp_path))
 
 
 # --- real llamafactory-cli runs -----------------------------------------------------------------
@@ -197,6 +245,28 @@ def test_training_publishes_only_the_adapter(cli, tmp_path, tiny_source, small_d
 
 
 @pytest.mark.slow
+def test_training_from_a_target_folder_with_this_python(cli, tmp_path, tiny_source, small_data):
+    """The GPU machine's layout on CPU: this interpreter (whose own transformers LlamaFactory
+    0.9.5 refuses) runs LlamaFactory from a folder of its packages (here the LlamaFactory venv's)."""
+    folder = (
+        cli.parent.parent
+        / "lib"
+        / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        / "site-packages"
+    )
+    if not (folder / "llamafactory").is_dir():
+        pytest.skip(f"the LlamaFactory venv has no site-packages for this Python ({folder})")
+    data, _ = small_data
+    trainer = LlamaFactoryTrainer(quick_config(python_path=str(folder)), tiny_source)
+    adapter = trainer.train(data, tmp_path / "fold0", seed=1)
+    assert trainer.launcher.argv[0] == sys.executable
+    assert sorted(p.name for p in adapter.adapter_path.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+
+
+@pytest.mark.slow
 def test_bad_config_fails_with_the_log_tail_and_records_no_adapter(cli, tmp_path, tiny_source, small_data):
     data, _ = small_data
     output = tmp_path / "adapters" / "fold0"
@@ -267,7 +337,7 @@ def test_failed_training_stops_the_run_and_a_rerun_resumes(cli, tmp_path, monkey
     out = tmp_path / "run"
     args = ["run", "--dataset", "synthetic:shortcut?rows=90&seed=4", "--folds", "3", "--no-zero-shot"]
     args += ["--trainer", "llamafactory", "--trainer-option", "num_epochs=1", "--out", str(out)]
-    monkeypatch.setenv(llamafactory.CLI_ENV, str(write_failing_cli(tmp_path / "cli", cli, fail_on_call=2)))
+    monkeypatch.setenv(CLI_ENV, str(write_failing_cli(tmp_path / "cli", cli, fail_on_call=2)))
     failed = run_cli(*args)
     assert failed.returncode == 1, failed.stderr[-3000:]
     assert "llamafactory-cli train failed" in failed.stderr and "lora_rnak" in failed.stderr

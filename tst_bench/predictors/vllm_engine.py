@@ -9,6 +9,13 @@ from the CLI, from pytest and from plain scripts. vLLM's CPU platform also rewri
 environment of this process (LD_PRELOAD, thread settings) for its children; those changes are
 undone once the engine is up, so later subprocesses (e.g. a LlamaFactory trainer in another
 venv) start from the user's environment.
+
+Every build, sleep, wake-up and teardown is timed (`take_events`), so a fold's timings show what
+the hand-off cost. Before a build or a wake-up this process hands its cached CUDA blocks back (an
+in-process trainer leaves its activations cached there), so the engine finds them free.
+With compilation on (`enforce_eager=false`), a rebuild with the same arguments reuses vLLM's
+compile cache (`$VLLM_CACHE_ROOT`, by default ~/.cache/vllm, `torch_compile_cache/<hash of the
+engine configuration>`): only the first build of a configuration on a machine compiles.
 """
 
 from __future__ import annotations
@@ -26,9 +33,9 @@ from ..errors import TsTRuntimeError
 
 logger = logging.getLogger(__name__)
 
-#: KV-cache size for vLLM's CPU platform when the user has not set VLLM_CPU_KVCACHE_SPACE; its own
-#: default takes a share of RAM that a shared CI machine does not have.
-CPU_KV_CACHE_GIB = "1"
+#: Sleep level 1 moves the weights to host memory and drops the KV cache; level 2 drops the
+#: weights too and needs them reloaded, which vLLM cannot do with LoRA enabled (vLLM issue 39934).
+SLEEP_LEVEL = 1
 
 
 class VLLMEngine:
@@ -47,10 +54,12 @@ class VLLMEngine:
         self.sleep_mode = sleep_mode
         self.cuda_visible_devices = cuda_visible_devices
         self.shutdown_timeout_s = shutdown_timeout_s
+        self.sleep_level = SLEEP_LEVEL
         self.builds = 0
         self.asleep = False
         self._llm: Any = None
         self._processes: list = []
+        self._events: dict[str, float] = {}
 
     @property
     def running(self) -> bool:
@@ -65,15 +74,17 @@ class VLLMEngine:
         """The engine's own processes (engine core, model workers) while it runs."""
         return [process.pid for process in self._processes]
 
+    def take_events(self) -> dict[str, float]:
+        """Seconds spent building, sleeping, waking and tearing down since the last call."""
+        events, self._events = self._events, {}
+        return events
+
     def llm(self):
         """The engine, built or woken up first if needed."""
         if self._llm is None:
             self._build()
         elif self.asleep:
-            started = time.perf_counter()
-            self._llm.wake_up()
-            self.asleep = False
-            logger.info("vLLM engine woken up in %.1fs", time.perf_counter() - started)
+            self._wake_up()
         return self._llm
 
     def sleep(self) -> bool:
@@ -82,10 +93,29 @@ class VLLMEngine:
             return False
         if not self.asleep:
             started = time.perf_counter()
-            self._llm.sleep(level=1)
+            self._llm.sleep(level=self.sleep_level)
             self.asleep = True
-            logger.info("vLLM engine asleep in %.1fs", time.perf_counter() - started)
+            seconds = self._count("engine_sleep", started)
+            logger.info("vLLM engine asleep in %.1fs (level %d)", seconds, self.sleep_level)
         return True
+
+    def _wake_up(self) -> None:
+        started = time.perf_counter()
+        hand_back_cached_device_memory()
+        try:
+            self._llm.wake_up()
+        except Exception as error:  # out of device memory, a dead engine core: say what failed
+            raise TsTRuntimeError(
+                f"the vLLM engine for {self.engine_args.get('model')} could not wake up:"
+                f" {type(error).__name__}: {error}"
+            ) from error
+        self.asleep = False
+        logger.info("vLLM engine woken up in %.1fs", self._count("engine_wake", started))
+
+    def _count(self, event: str, started: float) -> float:
+        seconds = time.perf_counter() - started
+        self._events[event] = self._events.get(event, 0.0) + seconds
+        return seconds
 
     def shutdown(self) -> None:
         """Stop the engine processes, drop distributed state and caches; idempotent."""
@@ -103,10 +133,11 @@ class VLLMEngine:
         _cleanup_distributed_state()
         _reap(self._processes, self.shutdown_timeout_s)
         self._processes = []
-        logger.info("vLLM engine shut down in %.1fs", time.perf_counter() - started)
+        logger.info("vLLM engine shut down in %.1fs", self._count("engine_teardown", started))
 
     def _build(self) -> None:
         started = time.perf_counter()
+        hand_back_cached_device_memory()
         with engine_environment(self.cuda_visible_devices):
             from vllm import LLM
 
@@ -123,7 +154,7 @@ class VLLMEngine:
         self.builds += 1
         logger.info(
             "vLLM engine up in %.1fs (build %d, processes %s)",
-            time.perf_counter() - started,
+            self._count("engine_build", started),
             self.builds,
             self.process_ids,
         )
@@ -139,14 +170,21 @@ def engine_environment(cuda_visible_devices: str | None = None) -> Iterator[None
     if cuda_visible_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
     try:
-        from vllm.platforms import current_platform
-
-        if current_platform.is_cpu():
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
         with _main_module_hidden():
             yield
     finally:
         _restore_environ(saved)
+
+
+def hand_back_cached_device_memory() -> None:
+    """Return this process's cached CUDA blocks to the driver, where CUDA is in use here at all
+    (asking torch otherwise would create a CUDA context this process does not need)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
 
 
 def vllm_platform() -> str:

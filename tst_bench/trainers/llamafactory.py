@@ -1,7 +1,8 @@
 """LoRA training with LlamaFactory's CLI, in its own process (and usually its own venv).
 
-LlamaFactory pins an older transformers than vLLM, so it lives in a separate environment and is
-driven as `llamafactory-cli train cfg.yaml`: training data as alpaca JSONL plus
+LlamaFactory pins an older transformers than vLLM, so it lives in a separate environment (its own
+venv, or a folder only its process sees: llamafactory_launch.py) and is driven as
+`llamafactory-cli train cfg.yaml`: training data as alpaca JSONL plus
 `dataset_info.json`, the YAML built from LlamaFactoryConfig on top of the package's
 default_lora.yaml. Each call works in a scratch folder beside the adapter folder (data, YAML, log,
 HF_HOME), publishes only the final adapter, and removes the scratch folder on success; on failure
@@ -39,21 +40,13 @@ from ..predictors.prompting import encode_prompt
 from ..schemas import LoRAAdapterInfo, TrainingDatum
 from .base import LLMTrainerInterface
 from .cli_process import ProcessTimeout, run_logged, tail
+from .llamafactory_launch import LaunchCommand, resolve_launcher
 from .recipes import servable_lora
 
 logger = logging.getLogger(__name__)
 
-CLI_NAME = "llamafactory-cli"
-CLI_ENV = "TST_BENCH_LLAMAFACTORY_CLI"
-PROJECT_VENV = ".venv-llamafactory"
 DATASET_NAME = "tst_train"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
-INSTALL_HINT = (
-    "install LlamaFactory in its own venv: `make setup` (creates .venv-llamafactory), or"
-    " `python -m venv .venv-llamafactory && .venv-llamafactory/bin/pip install torch==2.13.0 &&"
-    " .venv-llamafactory/bin/pip install llamafactory==0.9.5 torch==2.13.0`; or point"
-    f" ${CLI_ENV} / --trainer-option cli=PATH at an existing {CLI_NAME}"
-)
 #: YAML keys tst-bench sets itself; `extra` may not override them.
 OWNED_KEYS = frozenset(
     {
@@ -98,6 +91,9 @@ class LlamaFactoryConfig(ModelOptions):
 
     #: The llamafactory-cli executable; else $TST_BENCH_LLAMAFACTORY_CLI, PATH, .venv-llamafactory.
     cli: str | None = None
+    #: A folder LlamaFactory and its pins were `pip install --target`-ed into (else
+    #: $TST_BENCH_LLAMAFACTORY_PYTHONPATH): run with this Python and only that folder on PYTHONPATH.
+    python_path: str | None = None
     #: LlamaFactory template; None lets LlamaFactory read the tokenizer's chat template.
     template: str | None = None
     lora_rank: int | None = None
@@ -154,7 +150,8 @@ class LlamaFactoryTrainer(LLMTrainerInterface):
     def __init__(self, config: LlamaFactoryConfig, source: ModelSource | None = None):
         self.config = config
         self._source = source
-        self.cli = resolve_cli(config.cli)  # a path lookup only: a missing CLI fails before the run
+        # a path lookup only: a missing LlamaFactory fails before the run
+        self.launcher: LaunchCommand = resolve_launcher(config.cli, config.python_path)
 
     @property
     def source(self) -> ModelSource:
@@ -208,7 +205,7 @@ class LlamaFactoryTrainer(LLMTrainerInterface):
         progress = _ProgressLog()
         try:
             returncode = run_logged(
-                [str(self.cli), "train", str(config_path)],
+                self.launcher.command("train", str(config_path)),
                 log_path,
                 env=self._environment(work, device),
                 cwd=work,
@@ -217,19 +214,22 @@ class LlamaFactoryTrainer(LLMTrainerInterface):
             )
         except ProcessTimeout:
             raise TsTRuntimeError(
-                f"{CLI_NAME} train did not finish within {self.config.timeout_s:g}s and was stopped"
+                f"{self.launcher.name} train did not finish within {self.config.timeout_s:g}s and was stopped"
                 f" (raise --trainer-option timeout_s=...); log {log_path}, last lines:\n{tail(log_path)}"
             ) from None
         if returncode != 0:
             raise TsTRuntimeError(
-                f"{CLI_NAME} train failed (exit code {returncode}); log {log_path}, last lines:\n"
+                f"{self.launcher.name} train failed (exit code {returncode}); log {log_path}, last lines:\n"
                 f"{tail(log_path)}"
             )
 
     def _environment(self, work: Path, device: str) -> dict[str, str]:
-        """The user's environment, minus Python path overrides that would mix the two venvs,
-        with caches inside the scratch folder and the device pinned."""
+        """The user's environment, minus Python path overrides that would mix the two environments
+        (only LlamaFactory's own folder, where it has one), with caches inside the scratch folder
+        and the device pinned."""
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        if self.launcher.python_path is not None:
+            env["PYTHONPATH"] = self.launcher.python_path
         hf_home = work / "hf_home"
         env.update(
             {
@@ -270,29 +270,6 @@ class LlamaFactoryTrainer(LLMTrainerInterface):
                 f"LlamaFactory: {tokenizer.decode(logged[: len(expected) + 4])!r}\n"
                 f"tst-bench:    {tokenizer.decode(expected)!r}"
             )
-
-
-def resolve_cli(configured: str | None = None) -> Path:
-    """The llamafactory-cli to run: configured path, $TST_BENCH_LLAMAFACTORY_CLI, PATH, project venv."""
-    explicit = configured or os.environ.get(CLI_ENV)
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            source = "cli option" if configured else f"${CLI_ENV}"
-            raise InputError(f"{CLI_NAME} given by the {source} is not an executable file: {path}")
-        return path
-    found = shutil.which(CLI_NAME)
-    if found:
-        return Path(found)
-    candidates = [
-        Path.cwd() / PROJECT_VENV / "bin" / CLI_NAME,
-        Path(__file__).resolve().parents[2] / PROJECT_VENV / "bin" / CLI_NAME,
-    ]
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    looked = ", ".join(["PATH", *dict.fromkeys(str(c) for c in candidates)])
-    raise InputError(f"{CLI_NAME} not found (looked in {looked}); {INSTALL_HINT}")
 
 
 def load_default_settings() -> dict[str, Any]:
@@ -362,7 +339,7 @@ def publish_adapter(trained: Path, output_dir: Path, log_path: Path) -> None:
     files = [trained / name for name in ADAPTER_FILES if (trained / name).exists()]
     if len(files) < 2:
         raise TsTRuntimeError(
-            f"{CLI_NAME} train exited 0 but wrote no adapter in {trained}; log {log_path}, last lines:\n"
+            f"LlamaFactory train exited 0 but wrote no adapter in {trained}; log {log_path}, last lines:\n"
             f"{tail(log_path)}"
         )
     drop_base_layer_weights(trained)
