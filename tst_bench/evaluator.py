@@ -155,6 +155,7 @@ class LLMEvaluator:
     ) -> None:
         """Train the folds' adapters in one `train_many` call, then load, score and clean up each
         fold in turn, handing its FoldResult to `on_result` (which persists it) before the next."""
+        self.trainer.prepare()
         for spec in specs:
             self.observers.started(spec)
         unfinished = list(specs)

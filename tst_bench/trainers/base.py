@@ -36,6 +36,10 @@ class LLMTrainerInterface(ABC):
     ) -> LoRAAdapterInfo:
         """Train an adapter into `output_dir`; `seed` (else the config's) fixes init and order."""
 
+    def prepare(self) -> None:
+        """Load what stays resident for the whole run (an in-process trainer's base model) before
+        the first fold, so that fold's memory baseline already holds it."""
+
     def train_many(self, jobs: Sequence[TrainingJob]) -> list[LoRAAdapterInfo]:
         """Train several adapters (e.g. every fold of a run); trainers that can share one pass
         over the base model between them override this. Results are in the order of `jobs`."""
