@@ -17,6 +17,7 @@ from tst_bench.memory import MemoryMonitor, MemoryProbe
 from tst_bench.models.resident import ResidentModel
 from tst_bench.predictors.base import LLMPredictorInterface
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
+from tst_bench.predictors.pool import RayPredictorPool
 from tst_bench.predictors.trainable import TrainableLLMPredictor, TrainableLLMPredictorConfig
 from tst_bench.predictors.vllm import VLLMPredictor
 from tst_bench.rf.backend import RFPredictor, RFTrainer
@@ -138,7 +139,7 @@ def test_the_predictor_releases_the_device_whenever_it_holds_memory_the_trainer_
 
 
 def test_engines_declare_whether_they_hold_device_memory_of_their_own():
-    assert VLLMPredictor.owns_device_memory
+    assert VLLMPredictor.owns_device_memory and RayPredictorPool.owns_device_memory
     assert not HFPredictor.owns_device_memory and not RFPredictor.owns_device_memory
     assert not PeftTrainer.needs_exclusive_device and LlamaFactoryTrainer.needs_exclusive_device
     assert not RFTrainer.needs_exclusive_device

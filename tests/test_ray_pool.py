@@ -123,6 +123,14 @@ def test_reset_kills_the_workers_and_the_next_call_starts_new_ones(pool, instanc
     assert not {w.info.pid for w in pool.workers} & set(pids)
 
 
+def test_release_device_keeps_the_workers_and_their_predictions(pool, instances, reference):
+    pool.predict(instances[:2])
+    pids = [w.info.pid for w in pool.workers]
+    pool.release_device()
+    assert [w.info.pid for w in pool.workers] == pids
+    assert_same_predictions(pool.predict(instances), reference)
+
+
 def test_a_failing_worker_is_named(pool, instances, tmp_path):
     not_an_adapter = tmp_path / "empty"
     not_an_adapter.mkdir()

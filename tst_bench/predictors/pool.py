@@ -108,8 +108,15 @@ class PredictorWorker(ActorWorker):
     def unload_adapter(self) -> None:
         self.predictor.unload_adapter()
 
+    def release_device(self) -> None:
+        self.predictor.release_device()
+
 
 class RayPredictorPool(LLMPredictorInterface):
+    #: The workers hold their models on the devices the trainer uses: each releases its memory
+    #: (a vLLM engine sleeps or is torn down, an hf model is dropped) before training.
+    owns_device_memory = True
+
     def __init__(self, factory: PredictorFactory, config: RayPredictorPoolConfig | None = None):
         self.factory = factory
         self.config = config or RayPredictorPoolConfig()
@@ -200,6 +207,12 @@ class RayPredictorPool(LLMPredictorInterface):
     def unload_adapter(self) -> None:
         if self._actors is not None:
             self._gather("unload_adapter", lambda a: a.handle.unload_adapter.remote())
+        self.current_adapter = None
+
+    def release_device(self) -> None:
+        """Every worker releases its device memory as its own backend does; the workers stay."""
+        if self._actors is not None:
+            self._gather("release_device", lambda a: a.handle.release_device.remote())
         self.current_adapter = None
 
     def reset(self) -> None:
