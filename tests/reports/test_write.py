@@ -7,6 +7,7 @@ import re
 import pytest
 
 from tst_bench.reports import load_inputs, write_report
+from tst_bench.reports.verdict import verdict
 
 from ..helpers import run_cli
 from .conftest import with_measurements
@@ -27,7 +28,7 @@ def test_run_report_has_scores_folds_and_bias_plots_and_says_what_is_missing(rec
     html = run_report.html.read_text()
     markdown = run_report.markdown.read_text()
     assert [path.name for path in run_report.figures] == [
-        "overview-scores.png",
+        "verdict-scores.png",
         "00-run-folds.png",
         "00-run-bias.png",
     ]
@@ -44,6 +45,43 @@ def test_run_report_has_scores_folds_and_bias_plots_and_says_what_is_missing(rec
         assert "no memory samples recorded" in text
         assert "this input records no commit, package versions or hardware" in text
         assert "Report environment" in text
+
+
+def test_the_report_opens_with_the_verdict_per_dataset(recorded, run_report):
+    result = recorded.result
+    markdown = run_report.markdown.read_text()
+    sections = re.findall(r"^## (.+)$", markdown, flags=re.MULTILINE)
+    assert sections[:2] == ["Your benchmark: non-visual signal per dataset", "Every run"]
+    first = markdown.split("\n## ")[1]
+    dataset = result.dataset.replace("&", "&amp;")  # as Markdown shows it
+    row = next(line for line in first.splitlines() if line.startswith(f"| {dataset} |"))
+    cells = [cell.strip() for cell in row.strip("|").split(" | ")]
+    assert cells[:5] == [
+        dataset,
+        "tiny",
+        "hf/peft",
+        "accuracy",
+        f"{result.score:.3f} [{result.ci95[0]:.3f}, {result.ci95[1]:.3f}]",
+    ]
+    assert cells[-1] == verdict(result).text
+    assert "Figures from: synthetic:shortcut?rows=120&amp;seed=2 / tiny / hf/peft: run." in first
+
+
+@pytest.mark.parametrize(
+    ("ci95", "expected"),
+    [
+        ((0.44, 0.58), "TsT 0.51 [0.44, 0.58] vs majority 0.27: non-visual signal, +24 points"),
+        ((0.20, 0.82), "TsT 0.51 [0.20, 0.82] vs majority 0.27: no non-visual signal at 95% (+24 points,"
+                       " CI reaches majority)"),
+    ],
+)  # fmt: skip
+def test_verdict_sets_the_ci_against_the_higher_of_majority_and_chance(recorded, ci95, expected):
+    baselines = recorded.result.baselines.model_copy(update={"majority": 0.27, "chance": 0.25})
+    result = recorded.result.model_copy(update={"score": 0.51, "ci95": ci95, "baselines": baselines})
+    assert verdict(result).text == expected
+    below = result.model_copy(update={"score": 0.20, "ci95": (0.15, 0.25)})
+    assert verdict(below).text.endswith("no non-visual signal, below majority (-7 points)")
+    assert verdict(below).signal == "below"
 
 
 def test_most_biased_table_lists_the_highest_s_x_with_question_and_answer(recorded, run_report):
@@ -65,7 +103,7 @@ def test_measured_benchmark_json_adds_speedup_and_memory(recorded, tmp_path):
     files = write_report([measured], tmp_path / "out")
     names = [path.name for path in files.figures]
     assert names == [
-        "overview-scores.png",
+        "verdict-scores.png",
         "00-test-tst-shortcut-folds.png",
         "00-test-tst-shortcut-bias.png",
         "00-test-tst-shortcut-speedup.png",
