@@ -7,6 +7,7 @@ import re
 import pytest
 
 from tst_bench.reports import load_inputs, write_report
+from tst_bench.reports.plots import wrapped
 from tst_bench.reports.verdict import verdict
 
 from ..helpers import run_cli
@@ -154,6 +155,19 @@ def test_report_command(recorded, tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     assert f"report: {out / 'report.html'}" in completed.stdout
-    assert len(embedded_pngs((out / "report.html").read_text())) == 5  # overview + 2 x (folds, bias)
+    assert len(embedded_pngs((out / "report.html").read_text())) == 5  # verdict + 2 x (folds, bias)
     missing = run_cli("report", str(tmp_path / "nowhere"), "--out", str(out))
     assert missing.returncode == 2 and "nowhere: no such file or directory" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "synthetic:shortcut?rows=120&seed=2\ntiny, hf/peft",
+        "/data/benchmarks/my_very_long_benchmark_file_name.jsonl\nsmollm2-135m, vllm/llamafactory",
+    ],
+)
+def test_tick_labels_are_wrapped_not_clipped(name):
+    label = wrapped(name)
+    assert "".join(label.split()) == "".join(name.split())
+    assert max(len(line) for line in label.splitlines()) <= 24

@@ -6,6 +6,7 @@ Each function returns None when its data is absent, so the caller can say why in
 from __future__ import annotations
 
 import io
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,8 +55,22 @@ def outside_legend(axes) -> None:
 
 
 def wrapped(name: str, width: int = 24) -> str:
-    """A tick label broken into lines of at most `width` characters (nothing is cut off)."""
-    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) for line in name.split("\n"))
+    """A tick label in lines of about `width` characters, broken at spaces, after `/` and before a
+    dataset spec's `?`/`&` parameters; nothing is cut off."""
+    lines: list[str] = []
+
+    def close(text: str) -> None:
+        lines.extend(textwrap.wrap(text, width, break_on_hyphens=False) or [""])
+
+    for line in name.split("\n"):
+        current = ""
+        for piece in re.split(r"(?=[?&])|(?<=/)", line):
+            if current and len(current) + len(piece) > width:
+                close(current)
+                current = ""
+            current += piece
+        close(current)
+    return "\n".join(lines)
 
 
 def score_plot(key: str, results: Sequence[tuple[str, TsTResult]]) -> Plot | None:
@@ -205,7 +220,8 @@ def memory_plot(key: str, folds: Sequence[FoldSummary]) -> Plot | None:
                 color=COLORS[phase],
                 label=PHASE_LABELS[phase],
             )
-        axes.set_xticks(range(len(measured)), [fold_label(fold) for fold in measured])
+        labels = [fold_label(fold) for fold in measured]
+        axes.set_xticks(range(len(measured)), labels, rotation=45 if len(labels) > 10 else 0)
         axes.set_ylabel("MiB used")
         source = measured[0].memory.source  # type: ignore[union-attr]
         axes.set_title(f"{device} ({source})")

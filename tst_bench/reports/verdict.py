@@ -35,13 +35,13 @@ def verdict(result: TsTResult) -> Verdict:
     points = 100 * (result.score - floor)
     signal: Signal
     if low > floor:
-        signal, finding = "signal", f"non-visual signal, {points:+.0f} points"
+        signal, finding = "signal", f"non-visual signal, {round(points):+d} points"
     elif high < floor:
-        signal, finding = "below", f"no non-visual signal, below {floor_name} ({points:+.0f} points)"
+        signal, finding = "below", f"no non-visual signal, below {floor_name} ({round(points):+d} points)"
     else:
         signal, finding = (
             "none",
-            f"no non-visual signal at 95% ({points:+.0f} points, CI reaches {floor_name})",
+            f"no non-visual signal at 95% ({round(points):+d} points, CI reaches {floor_name})",
         )
     text = f"TsT {result.score:.2f} [{low:.2f}, {high:.2f}] vs {floor_name} {floor:.2f}: {finding}"
     return Verdict(signal, floor_name, floor, points, text)
