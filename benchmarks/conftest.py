@@ -41,7 +41,7 @@ HEAVY = {
 GPU_MARKERS = ("gpu", "multi_gpu")
 #: the memory and speedup benchmarks measure memory and time, not accuracy: on a CPU, unless
 #: --tst-dataset names a dataset, they run on this smaller set so the default run stays short
-CPU_MEASUREMENT_DATASET = "synthetic:shortcut?rows=240"
+CPU_MEASUREMENT_DATASET = "synthetic:shortcut?rows=160"
 HERE = Path(__file__).resolve().parent
 
 

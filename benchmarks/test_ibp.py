@@ -12,7 +12,7 @@ from tst_bench.ibp import PruneConfig, run_prune
 
 BACKENDS = {"rf": {"backend": "rf", "trainer": "rf"}, "tiny-llm": {"backend": "hf", "trainer": "peft"}}
 #: three diagnoses per trajectory (all rows, 20% and 40% removed), for IBP and for random pruning
-BUDGET, BATCH = "40%", "20%"
+DATASET, BUDGET, BATCH = "synthetic:shortcut?rows=300", "40%", "20%"
 
 
 def curve(trajectory):
@@ -34,7 +34,7 @@ def curve(trajectory):
 def test_ibp_against_random_pruning(benchmark, tmp_path, backend):
     def prune_once():
         run = RunConfig(
-            dataset="synthetic:shortcut",
+            dataset=DATASET,
             folds=5,
             seed=0,
             zero_shot=False,

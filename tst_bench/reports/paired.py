@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from ..schemas import SampleResult
 
@@ -48,6 +48,7 @@ class PairedComparison(BaseModel):
     #: per-sample scores other than 0 and 1 (mean relative accuracy): significance from the paired CI
     graded: bool
 
+    @computed_field  # in comparison.json too
     @property
     def significant(self) -> bool:
         """Significant at 95%: McNemar for right/wrong scores, the paired CI excluding 0 for graded ones."""
