@@ -68,6 +68,20 @@ def test_the_report_opens_with_the_verdict_per_dataset(recorded, run_report):
     assert "Figures from: synthetic:shortcut?rows=120&amp;seed=2 / tiny / hf/peft: run." in first
 
 
+def test_memory_and_speed_measurements_are_not_judged_in_the_verdict(recorded, tmp_path):
+    document = json.loads(recorded.benchmark_json.read_text())
+    measured = json.loads(json.dumps(document["benchmarks"][0]))
+    measured["name"] = "test_memory_released"
+    measured["extra_info"]["tst_measures"] = "memory"
+    measured["extra_info"]["tst_result"]["dataset"] = "synthetic:shortcut?rows=160"
+    both = {**document, "benchmarks": [document["benchmarks"][0], measured]}
+    verdict_section = write_report([both], tmp_path / "out").markdown.read_text().split("\n## ")[1]
+    assert "test_tst_shortcut" in verdict_section and "rows=160 |" not in verdict_section
+    assert "not judged here, they measure memory or speed: test_memory_released" in verdict_section
+    alone = {**document, "benchmarks": [measured]}  # nothing else to judge: the measurement is
+    assert "rows=160 |" in write_report([alone], tmp_path / "alone").markdown.read_text().split("\n## ")[1]
+
+
 @pytest.mark.parametrize(
     ("ci95", "expected"),
     [

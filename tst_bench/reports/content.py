@@ -88,7 +88,12 @@ def verdict_section(benchmarks: Sequence[RecordedBenchmark], labels: Sequence[st
             " majority and chance baselines, the benchmark's text alone gives answers away."
         )
     )
-    groups = dataset_groups(benchmarks, labels)
+    pairs = list(zip(benchmarks, labels))
+    judged = [(benchmark, label) for benchmark, label in pairs if benchmark.measures is None]
+    measuring = [label for benchmark, label in pairs if benchmark.measures is not None and benchmark.result]
+    if not any(benchmark.result for benchmark, _ in judged):  # only measurements: judge those
+        judged, measuring = pairs, []
+    groups = dataset_groups([b for b, _ in judged], [label for _, label in judged])
     if not groups:
         return section.add(Note("no input carries a TsT result: only timings are shown"))
     rows, plotted, sources = [], [], []
@@ -118,6 +123,10 @@ def verdict_section(benchmarks: Sequence[RecordedBenchmark], labels: Sequence[st
         plots.score_plot("verdict-scores", plotted),
         Paragraph("Figures from: " + "; ".join(sources) + "."),
     )
+    if measuring:
+        section.add(
+            Note(f"not judged here, they measure memory or speed: {', '.join(measuring)} (see Every run)")
+        )
     return section
 
 

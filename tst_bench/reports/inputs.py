@@ -2,8 +2,9 @@
 
 A *run directory* holds `result.json` (TsTResult) and `samples.jsonl` (SampleResult per sample).
 A *pytest-benchmark JSON* file (`--benchmark-json`, `.benchmarks/**/*.json`) holds benchmarks whose
-`extra_info` carries `tst_result` (a TsTResult), optionally `tst_speedup`, `tst_hardware` and
-`tst_run_dir` (a run directory with the samples). Both become `RecordedBenchmark`s, the unit that reports
+`extra_info` carries `tst_result` (a TsTResult), optionally `tst_speedup`, `tst_hardware`,
+`tst_run_dir` (a run directory with the samples) and `tst_measures` (memory, speedup: a run that is
+not about the dataset's score). Both become `RecordedBenchmark`s, the unit that reports
 and comparisons work on. Unreadable input is an InputError naming the file; optional parts that are
 missing (samples, the dataset behind the questions) degrade to a note saying why.
 """
@@ -72,6 +73,9 @@ class TsTExtraInfo(BaseModel):
     tst_speedup: SpeedupSeries | None = None
     tst_hardware: Any = None
     tst_run_dir: str | None = None
+    #: set by benchmarks whose TsT run measures something else (memory, speedup) on a set of their
+    #: own choosing: the report's per-dataset verdict leaves them out
+    tst_measures: str | None = None
 
 
 class BenchmarkRecord(BaseModel):
@@ -124,6 +128,7 @@ class RecordedBenchmark(BaseModel):
     questions_note: str | None = None
     speedup: SpeedupSeries | None = None
     timing: BenchmarkStats | None = None
+    measures: str | None = None
     metadata: RecordedMetadata = Field(default_factory=RecordedMetadata)
 
 
@@ -228,6 +233,7 @@ def benchmarks_from_document(
             samples=samples,
             samples_note=samples_note,
             speedup=extra.tst_speedup,
+            measures=extra.tst_measures,
             timing=record.stats,
             metadata=RecordedMetadata(
                 commit=session.commit_info,
