@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup test test-fast bench test-gpu lint format clean
+.PHONY: setup test test-fast bench bench-full test-gpu lint format clean
 
 setup: $(VENV)/.installed $(LF_VENV)/.installed $(CHROMIUM)
 
@@ -59,8 +59,13 @@ test: setup
 test-fast: setup
 	$(call run_pytest,tests -m "not slow")
 
+# The quick main job (a few minutes on any CPU); bench-full adds the benchmarks marked heavy
+# (benchmarks/conftest.py: vLLM rebuilds and hand-offs, the Ray CPU curves, IBP with the LLM).
 bench: setup
 	$(call run_pytest,benchmarks)
+
+bench-full: setup
+	$(call run_pytest,benchmarks --tst-full)
 
 # A GPU runner: the gpu-marked tests and the GPU benchmarks, run by the Python that has CUDA torch
 # (not .venv, which is CPU-only), after `pip install 'tst-bench[vllm,ray,nvml]'` and LlamaFactory in

@@ -11,6 +11,8 @@ from tst_bench.config import RunConfig
 from tst_bench.ibp import PruneConfig, run_prune
 
 BACKENDS = {"rf": {"backend": "rf", "trainer": "rf"}, "tiny-llm": {"backend": "hf", "trainer": "peft"}}
+#: three diagnoses per trajectory (all rows, 20% and 40% removed), for IBP and for random pruning
+DATASET, BUDGET, BATCH = "synthetic:shortcut?rows=300", "40%", "20%"
 
 
 def curve(trajectory):
@@ -32,14 +34,14 @@ def curve(trajectory):
 def test_ibp_against_random_pruning(benchmark, tmp_path, backend):
     def prune_once():
         run = RunConfig(
-            dataset="synthetic:shortcut",
+            dataset=DATASET,
             folds=5,
             seed=0,
             zero_shot=False,
             out=tmp_path / "prune",
             **BACKENDS[backend],
         )
-        return run_prune(PruneConfig(run=run, budget="40%", batch_size="10%"), overwrite=True)
+        return run_prune(PruneConfig(run=run, budget=BUDGET, batch_size=BATCH), overwrite=True)
 
     result = benchmark.pedantic(prune_once, rounds=1, iterations=1)
     ibp, control = result.ibp, result.control

@@ -1,10 +1,11 @@
 """The tst-bench pytest plugin (entry point `pytest11: tst_bench`; `-p no:tst_bench` turns it off).
 
-It adds the `tst-bench` option group (with ini equivalents), the markers `gpu`, `multi_gpu(n)` and
-`slow`, the fixtures of `tst_bench.bench.fixtures`, parametrization of benchmarks over the option
-lists (datasets x models x backends x trainers), and a terminal summary of every TsT run with its
-per-fold memory table, and the report (Markdown + HTML) of the session's TsT benchmarks. Loading it
-stays cheap: GPUs are discovered through NVML, torch is imported only by fixtures that run models.
+It adds the `tst-bench` option group (with ini equivalents), the markers `gpu`, `multi_gpu(n)`,
+`slow` and `heavy` (skipped unless --tst-full), the fixtures of `tst_bench.bench.fixtures`,
+parametrization of benchmarks over the option lists (datasets x models x backends x trainers), a
+terminal summary of every TsT run with its per-fold memory table, and the report (Markdown + HTML)
+of the session's TsT benchmarks. Loading it stays cheap: GPUs are discovered through NVML, torch is
+imported only by fixtures that run models.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ MARKERS = (
     "gpu: needs a CUDA GPU (skipped with the reason when none is visible)",
     "multi_gpu(n): needs at least n CUDA GPUs (skipped with the reason when fewer are visible)",
     "slow: takes more than a few seconds (real training runs); --tst-skip-slow skips them",
+    "heavy: a long benchmark (minutes on a CPU); runs only with --tst-full (make bench-full)",
 )
 #: parametrized fixture name -> the settings field holding its values
 PARAMETRIZED = {
@@ -127,6 +129,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("slow"):
                 item.add_marker(pytest.mark.skip(reason=reason))
+    if not settings.full:
+        for item in items:
+            heavy = item.get_closest_marker("heavy")
+            if heavy:
+                why = f" ({heavy.kwargs['reason']})" if heavy.kwargs.get("reason") else ""
+                item.add_marker(pytest.mark.skip(reason=f"heavy benchmark{why}: runs with --tst-full"))
 
 
 def gpus_wanted(item: pytest.Item) -> int:

@@ -140,3 +140,25 @@ def with_measurements(
     bench["extra_info"]["tst_hardware"] = "test fixture: constructed memory and speedup values"
     target.write_text(json.dumps(document, indent=2))
     return target
+
+
+def with_flipped_samples(recorded: Recorded, target: Path, right_to_wrong: int, wrong_to_right: int) -> Path:
+    """A copy of the recorded run whose first `right_to_wrong` correct samples are now wrong and first
+    `wrong_to_right` wrong ones right (samples.jsonl and the score in result.json)."""
+    lines = (recorded.run_dir / "samples.jsonl").read_text().splitlines()
+    samples = [json.loads(line) for line in lines]
+    to_flip = {True: right_to_wrong, False: wrong_to_right}
+    for sample in samples:
+        if to_flip[sample["correct"]] == 0:
+            continue
+        to_flip[sample["correct"]] -= 1
+        wrong = "A" if sample["target"] != "A" else "B"
+        sample["prediction"] = wrong if sample["correct"] else sample["target"]
+        sample["correct"] = not sample["correct"]
+        sample["score"] = 1.0 if sample["correct"] else 0.0
+    assert to_flip == {True: 0, False: 0}, "the recorded run has too few right or wrong samples"
+    result = recorded.result
+    shift = (wrong_to_right - right_to_wrong) / len(samples)
+    run = copy_run(recorded.run_dir, target, result.model_copy(update={"score": result.score + shift}))
+    (run / "samples.jsonl").write_text("".join(json.dumps(sample) + "\n" for sample in samples))
+    return run

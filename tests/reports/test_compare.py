@@ -1,4 +1,5 @@
-"""`tst-bench compare`: deltas, the three regression rules both ways, and exit codes 0 / 1 / 2."""
+"""`tst-bench compare`: deltas, paired and unpaired score rules, memory and speedup rules both ways,
+and exit codes 0 / 1 / 2."""
 
 import json
 
@@ -8,11 +9,14 @@ from tst_bench.reports import Thresholds, compare_inputs
 from tst_bench.reports.checks import DEFAULT_THRESHOLDS
 
 from ..helpers import run_cli
-from .conftest import copy_run, speedup_series, with_measurements
+from .conftest import copy_run, speedup_series, with_flipped_samples, with_measurements
 
 
 def with_score(recorded, target, score):
-    return copy_run(recorded.run_dir, target, recorded.result.model_copy(update={"score": score}))
+    """A copy of the run with another score and no per-sample file: compared unpaired."""
+    run = copy_run(recorded.run_dir, target, recorded.result.model_copy(update={"score": score}))
+    (run / "samples.jsonl").unlink()
+    return run
 
 
 def kinds(comparison):
@@ -36,8 +40,59 @@ def test_score_drop_beyond_the_ci_is_a_regression_and_within_it_is_not(recorded,
     comparison = compare_inputs([recorded.run_dir, beyond])
     assert kinds(comparison) == ["score"]
     assert f"below the baseline's 95% CI lower bound {low:.3f}" in comparison.regressions[0].message
+    (unpaired,) = [f for f in comparison.findings if f.kind == "unpaired"]
+    assert "samples.jsonl is missing" in unpaired.message and comparison.benchmarks[0].paired == [None]
     tolerant = Thresholds(score_tolerance=0.02)
     assert compare_inputs([recorded.run_dir, beyond], tolerant).regressions == []
+
+
+def with_ci(recorded, target, half_width):
+    """The recorded run (same samples) as if its folds had spread by +-half_width around the score."""
+    result = recorded.result
+    ci95 = (result.score - half_width, result.score + half_width)
+    return copy_run(recorded.run_dir, target, result.model_copy(update={"ci95": ci95}))
+
+
+def test_paired_runs_flag_a_significant_drop_even_inside_the_baselines_ci(recorded, tmp_path):
+    wide = with_ci(recorded, tmp_path / "wide", half_width=0.2)
+    six_fewer = with_flipped_samples(recorded, tmp_path / "six", right_to_wrong=6, wrong_to_right=0)
+    comparison = compare_inputs([wide, six_fewer])
+    (paired,) = comparison.benchmarks[0].paired
+    assert (paired.base_only_right, paired.other_only_right) == (6, 0)
+    assert paired.difference == pytest.approx(-6 / recorded.result.n_samples)
+    assert paired.mcnemar_p == pytest.approx(2 / 2**6) and paired.ci95[1] < 0
+    assert kinds(comparison) == ["score"]
+    assert "a significant drop" in comparison.regressions[0].message
+    assert "McNemar exact p = 0.0312" in comparison.regressions[0].message
+    tolerant = Thresholds(score_tolerance=0.06)
+    assert compare_inputs([wide, six_fewer], tolerant).regressions == []
+    as_result_file = compare_inputs([wide / "result.json", six_fewer / "result.json"])
+    assert as_result_file.benchmarks[0].paired[0] == paired
+
+
+def test_paired_runs_do_not_flag_a_drop_that_is_not_significant_even_below_the_ci(recorded, tmp_path):
+    narrow = with_ci(recorded, tmp_path / "narrow", half_width=0.005)
+    mixed = with_flipped_samples(recorded, tmp_path / "mixed", right_to_wrong=3, wrong_to_right=1)
+    comparison = compare_inputs([narrow, mixed])
+    (paired,) = comparison.benchmarks[0].paired
+    assert (paired.base_only_right, paired.other_only_right) == (3, 1)
+    assert paired.mcnemar_p == pytest.approx(0.625) and paired.ci95[0] < 0 < paired.ci95[1]
+    assert comparison.regressions == []
+    (note,) = comparison.findings
+    assert note.kind == "score" and "not a significant difference" in note.message
+
+
+def test_runs_over_other_samples_are_compared_unpaired(recorded, tmp_path):
+    other = with_flipped_samples(recorded, tmp_path / "other", right_to_wrong=1, wrong_to_right=0)
+    lines = (other / "samples.jsonl").read_text().splitlines()
+    (other / "samples.jsonl").write_text("\n".join(lines[1:]) + "\n")
+    comparison = compare_inputs([recorded.run_dir, other])
+    assert comparison.benchmarks[0].paired == [None]
+    assert [f.kind for f in comparison.findings] == ["unpaired"]  # within the CI: no regression
+    assert (
+        "different samples (1 only in the baseline, 0 only in the other run)"
+        in comparison.findings[0].message
+    )
 
 
 def test_a_score_rise_is_not_a_regression(recorded, tmp_path):
@@ -102,11 +157,29 @@ def test_exit_codes_through_the_cli(recorded, tmp_path):
     assert regressed.returncode == 1, regressed.stderr
     assert "REGRESSION" in regressed.stdout and "1 regression(s)" in regressed.stderr
     written = json.loads((out / "comparison.json").read_text())
-    assert [f["kind"] for b in written["benchmarks"] for f in b["findings"]] == ["score"]
+    assert [f["kind"] for b in written["benchmarks"] for f in b["findings"]] == ["unpaired", "score"]
     assert "REGRESSION" in (out / "comparison.md").read_text()
 
     tolerated = run_cli("compare", str(recorded.run_dir), str(dropped), "--score-tolerance", "0.1")
     assert tolerated.returncode == 0, tolerated.stderr
+
+
+def test_paired_statistics_and_exit_codes_through_the_cli(recorded, tmp_path):
+    significant = with_flipped_samples(recorded, tmp_path / "significant", right_to_wrong=8, wrong_to_right=0)
+    regressed = run_cli("compare", str(recorded.run_dir), str(significant))
+    assert regressed.returncode == 1, regressed.stderr
+    assert "McNemar exact p" in regressed.stdout and "0.00781" in regressed.stdout
+    assert "95% paired bootstrap CI" in regressed.stdout and "REGRESSION" in regressed.stdout
+
+    mixed = with_flipped_samples(recorded, tmp_path / "mixed", right_to_wrong=3, wrong_to_right=1)
+    passed = run_cli("compare", str(recorded.run_dir), str(mixed))
+    assert passed.returncode == 0, passed.stderr
+    assert "0.625" in passed.stdout and "not a significant difference" in passed.stdout
+
+    (mixed / "samples.jsonl").write_text('{"id": "broken"\n')
+    unreadable = run_cli("compare", str(recorded.run_dir), str(mixed))
+    assert unreadable.returncode == 2
+    assert f"{mixed / 'samples.jsonl'}: line 1" in unreadable.stderr
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,7 @@ def image_states(html: str, tmp_path: Path) -> list[str]:
 
 
 def test_every_plot_renders_in_headless_chromium(full_report, tmp_path):
-    assert len(full_report.figures) == 7  # overview + run (folds, bias) + JSON (folds, bias, speedup, memory)
+    assert len(full_report.figures) == 7  # verdict + run (folds, bias) + JSON (folds, bias, speedup, memory)
     assert image_states(full_report.html.read_text(), tmp_path) == ["ok"] * 7
 
 
@@ -98,7 +98,7 @@ def test_screenshot_shows_the_report(full_report, tmp_path):
     top = pixels[:3000]
     assert top.std() > 0.05  # text, tables and plots, not a blank page
     plot_blue = (abs(top[..., 0] - 0x4C / 255) < 0.02) & (abs(top[..., 2] - 0xB0 / 255) < 0.02)
-    assert plot_blue.sum() > 1000  # the TsT bars of the overview and fold plots are on screen
+    assert plot_blue.sum() > 1000  # the TsT bars of the verdict and fold plots are on screen
     keep = os.environ.get("TST_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(screenshot, keep)

@@ -7,6 +7,8 @@ import re
 import pytest
 
 from tst_bench.reports import load_inputs, write_report
+from tst_bench.reports.plots import wrapped
+from tst_bench.reports.verdict import verdict
 
 from ..helpers import run_cli
 from .conftest import with_measurements
@@ -27,7 +29,7 @@ def test_run_report_has_scores_folds_and_bias_plots_and_says_what_is_missing(rec
     html = run_report.html.read_text()
     markdown = run_report.markdown.read_text()
     assert [path.name for path in run_report.figures] == [
-        "overview-scores.png",
+        "verdict-scores.png",
         "00-run-folds.png",
         "00-run-bias.png",
     ]
@@ -44,6 +46,57 @@ def test_run_report_has_scores_folds_and_bias_plots_and_says_what_is_missing(rec
         assert "no memory samples recorded" in text
         assert "this input records no commit, package versions or hardware" in text
         assert "Report environment" in text
+
+
+def test_the_report_opens_with_the_verdict_per_dataset(recorded, run_report):
+    result = recorded.result
+    markdown = run_report.markdown.read_text()
+    sections = re.findall(r"^## (.+)$", markdown, flags=re.MULTILINE)
+    assert sections[:2] == ["Your benchmark: non-visual signal per dataset", "Every run"]
+    first = markdown.split("\n## ")[1]
+    dataset = result.dataset.replace("&", "&amp;")  # as Markdown shows it
+    row = next(line for line in first.splitlines() if line.startswith(f"| {dataset} |"))
+    cells = [cell.strip() for cell in row.strip("|").split(" | ")]
+    assert cells[:5] == [
+        dataset,
+        "tiny",
+        "hf/peft",
+        "accuracy",
+        f"{result.score:.3f} [{result.ci95[0]:.3f}, {result.ci95[1]:.3f}]",
+    ]
+    assert cells[-1] == verdict(result).text
+    assert "Figures from: synthetic:shortcut?rows=120&amp;seed=2 / tiny / hf/peft: run." in first
+
+
+def test_memory_and_speed_measurements_are_not_judged_in_the_verdict(recorded, tmp_path):
+    document = json.loads(recorded.benchmark_json.read_text())
+    measured = json.loads(json.dumps(document["benchmarks"][0]))
+    measured["name"] = "test_memory_released"
+    measured["extra_info"]["tst_measures"] = "memory"
+    measured["extra_info"]["tst_result"]["dataset"] = "synthetic:shortcut?rows=160"
+    both = {**document, "benchmarks": [document["benchmarks"][0], measured]}
+    verdict_section = write_report([both], tmp_path / "out").markdown.read_text().split("\n## ")[1]
+    assert "test_tst_shortcut" in verdict_section and "rows=160 |" not in verdict_section
+    assert "not judged here, they measure memory or speed: test_memory_released" in verdict_section
+    alone = {**document, "benchmarks": [measured]}  # nothing else to judge: the measurement is
+    assert "rows=160 |" in write_report([alone], tmp_path / "alone").markdown.read_text().split("\n## ")[1]
+
+
+@pytest.mark.parametrize(
+    ("ci95", "expected"),
+    [
+        ((0.44, 0.58), "TsT 0.51 [0.44, 0.58] vs majority 0.27: non-visual signal, +24 points"),
+        ((0.20, 0.82), "TsT 0.51 [0.20, 0.82] vs majority 0.27: no non-visual signal at 95% (+24 points,"
+                       " CI reaches majority)"),
+    ],
+)  # fmt: skip
+def test_verdict_sets_the_ci_against_the_higher_of_majority_and_chance(recorded, ci95, expected):
+    baselines = recorded.result.baselines.model_copy(update={"majority": 0.27, "chance": 0.25})
+    result = recorded.result.model_copy(update={"score": 0.51, "ci95": ci95, "baselines": baselines})
+    assert verdict(result).text == expected
+    below = result.model_copy(update={"score": 0.20, "ci95": (0.15, 0.25)})
+    assert verdict(below).text.endswith("no non-visual signal, below majority (-7 points)")
+    assert verdict(below).signal == "below"
 
 
 def test_most_biased_table_lists_the_highest_s_x_with_question_and_answer(recorded, run_report):
@@ -65,7 +118,7 @@ def test_measured_benchmark_json_adds_speedup_and_memory(recorded, tmp_path):
     files = write_report([measured], tmp_path / "out")
     names = [path.name for path in files.figures]
     assert names == [
-        "overview-scores.png",
+        "verdict-scores.png",
         "00-test-tst-shortcut-folds.png",
         "00-test-tst-shortcut-bias.png",
         "00-test-tst-shortcut-speedup.png",
@@ -116,6 +169,19 @@ def test_report_command(recorded, tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     assert f"report: {out / 'report.html'}" in completed.stdout
-    assert len(embedded_pngs((out / "report.html").read_text())) == 5  # overview + 2 x (folds, bias)
+    assert len(embedded_pngs((out / "report.html").read_text())) == 5  # verdict + 2 x (folds, bias)
     missing = run_cli("report", str(tmp_path / "nowhere"), "--out", str(out))
     assert missing.returncode == 2 and "nowhere: no such file or directory" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "synthetic:shortcut?rows=120&seed=2\ntiny, hf/peft",
+        "/data/benchmarks/my_very_long_benchmark_file_name.jsonl\nsmollm2-135m, vllm/llamafactory",
+    ],
+)
+def test_tick_labels_are_wrapped_not_clipped(name):
+    label = wrapped(name)
+    assert "".join(label.split()) == "".join(name.split())
+    assert max(len(line) for line in label.splitlines()) <= 24

@@ -77,6 +77,9 @@ OPTIONS = (
     ),
     OptionSpec("ray_address", "str", "join this Ray cluster instead of starting a local one", "ADDRESS"),
     OptionSpec("skip_slow", "flag", "skip tests marked slow"),
+    OptionSpec(
+        "full", "flag", "also run the benchmarks marked heavy (minutes each on a CPU; make bench-full)"
+    ),
 )
 
 
@@ -95,6 +98,7 @@ class TsTSettings:
     inject_leak: float
     ray_address: str | None
     skip_slow: bool
+    full: bool = False  # run the benchmarks marked heavy too
     gpu_count: int = 0  # CUDA GPUs discovered through NVML, before --tst-gpus caps it
     given: frozenset[str] = field(default_factory=frozenset)  # options set on the command line or ini
 
@@ -208,6 +212,7 @@ def resolve_settings(config: pytest.Config, gpu_count: int) -> TsTSettings:
         inject_leak=values.get("inject_leak", 0.0),
         ray_address=values.get("ray_address"),
         skip_slow=values.get("skip_slow", False),
+        full=values.get("full", False),
         gpu_count=gpu_count,
         given=frozenset(values),
     )
@@ -242,4 +247,5 @@ def describe(settings: TsTSettings) -> str:
     if settings.results:
         parts.append(f"results={settings.results}")
     parts.append(f"report={settings.report or 'none'}")
+    parts.append("heavy=run" if settings.full else "heavy=skipped (--tst-full runs them)")
     return "tst-bench: " + " ".join(parts)

@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Benchmark": "inputs",
+    "RecordedBenchmark": "inputs",
     "SpeedupSeries": "inputs",
     "load_inputs": "inputs",
     "Finding": "checks",

@@ -1,4 +1,5 @@
-"""Regression rules: a score drop beyond the CI, memory a fold did not release, a speedup drop.
+"""Regression rules: a score drop (significant when paired, beyond the CI otherwise), memory a fold
+did not release, a speedup drop.
 
 Each rule returns `Finding`s; a finding with `regression=True` makes `tst-bench compare` exit 1.
 Memory release is the pytest plugin's own check (tst_bench.memory.check_memory), applied to NVML
@@ -18,11 +19,13 @@ from ..memory import DEFAULT_TOLERANCE_MIB, DEFAULT_WARMUP_MIB, MemoryCheck
 from ..memory import check_memory as check_memory_release
 from ..schemas import FoldSummary, TsTResult
 from .inputs import SpeedupSeries
+from .paired import PairedComparison
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    #: how far below the baseline's 95% CI lower bound a score may fall before it is a regression
+    #: a score drop up to this is never a regression: below the baseline's 95% CI lower bound
+    #: (unpaired runs), or the mean per-sample difference (paired runs, when significant)
     score_tolerance: float = 0.0
     #: MiB a device may hold after a fold's clean-up above the steady baseline (tst_bench.memory)
     memory_tolerance_mib: float = DEFAULT_TOLERANCE_MIB
@@ -38,7 +41,7 @@ DEFAULT_THRESHOLDS = Thresholds()
 
 
 class Finding(BaseModel):
-    kind: Literal["score", "memory", "speedup", "missing", "mismatch"]
+    kind: Literal["score", "memory", "speedup", "missing", "mismatch", "unpaired"]
     benchmark: str
     run: str
     message: str
@@ -78,6 +81,25 @@ def check_score(
         f" (tolerance {thresholds.score_tolerance:.3f})"
     )
     return [Finding(kind="score", benchmark=name, run=run, message=message, regression=True)]
+
+
+def check_paired_score(
+    name: str, run: str, metric: str, paired: PairedComparison, thresholds: Thresholds
+) -> list[Finding]:
+    """Runs over the same samples: a drop is a regression when it is significant at 95% and larger
+    than the tolerance; a significant rise or a drop that is not significant is noted."""
+    change = f"{metric} {paired.base_score:.3f} -> {paired.other_score:.3f}"
+    if paired.difference < 0 and paired.significant and -paired.difference > thresholds.score_tolerance:
+        message = f"{change}, a significant drop: {paired.describe()}"
+        return [Finding(kind="score", benchmark=name, run=run, message=message, regression=True)]
+    if paired.difference == 0 and paired.base_only_right == paired.other_only_right == 0:
+        return []
+    if paired.significant:
+        verdict = "significant rise" if paired.difference > 0 else "significant drop within the tolerance"
+    else:
+        verdict = "not a significant difference"
+    message = f"{change}, {verdict}: {paired.describe()}"
+    return [Finding(kind="score", benchmark=name, run=run, message=message, regression=False)]
 
 
 def check_memory(name: str, run: str, result: TsTResult, thresholds: Thresholds) -> list[Finding]:

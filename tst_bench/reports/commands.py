@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from ..memory import DEFAULT_TOLERANCE_MIB
 
 logger = logging.getLogger(__name__)
+
+#: console width when printing to a file or pipe (rich would assume 80 columns)
+LOG_WIDTH = 160
 
 
 def add_report_commands(commands) -> None:
@@ -35,7 +39,8 @@ def add_report_commands(commands) -> None:
         "--score-tolerance",
         type=float,
         default=0.0,
-        help="allowed score drop below the baseline's 95%% CI lower bound (default: 0)",
+        help="score drop that is never a regression: the per-sample difference of paired runs (a"
+        " significant drop beyond it fails), else below the baseline's 95%% CI lower bound (default: 0)",
     )
     compare.add_argument(
         "--speedup-drop",
@@ -122,6 +127,8 @@ def print_document(document) -> None:
     from .document import Note, Paragraph, Table
 
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=LOG_WIDTH)  # a log or CI: rows stay on one line, cells uncut
     console.print(f"[bold]{document.title}[/bold]: {document.subtitle}", highlight=False)
     for section in document.sections:
         console.rule(section.title)

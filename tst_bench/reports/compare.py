@@ -1,8 +1,12 @@
 """Compare runs side by side: the first input is the baseline, every other one is checked against it.
 
 Benchmarks are matched by name; when the baseline and another input hold one benchmark each they
-are paired whatever their names (two run directories). Regressions (see `checks`) are a score drop
-beyond the baseline's 95% CI, memory a fold did not release, and a speedup drop.
+are matched whatever their names (two run directories). The sources of truth are each run's
+per-sample file (samples.jsonl, found through a benchmark record's tst_run_dir) and the benchmark
+records (result.json, pytest-benchmark extra_info). Where both runs hold the same samples, their
+scores are compared sample by sample (`paired`: exact McNemar test, paired bootstrap CI) and a
+drop is a regression when it is significant; otherwise a drop beyond the baseline's 95% CI is.
+Memory a fold did not release and a speedup drop are regressions too (see `checks`).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from .checks import (
     Finding,
     Thresholds,
     check_memory,
+    check_paired_score,
     check_score,
     check_speedup,
     memory_check,
 )
 from .document import Document, Note, Paragraph, Section, Table, slug
-from .inputs import Benchmark, load_source
+from .inputs import RecordedBenchmark, load_source
+from .paired import PairedComparison, paired_comparison, sample_mismatch
 
 
 class MetricRow(BaseModel):
@@ -39,6 +45,8 @@ class BenchmarkComparison(BaseModel):
     names: list[str | None]
     rows: list[MetricRow]
     findings: list[Finding]
+    #: per input after the baseline: the sample-by-sample comparison, None where samples do not pair
+    paired: list[PairedComparison | None] = []
 
 
 class Comparison(BaseModel):
@@ -59,7 +67,7 @@ def compare_inputs(paths: Sequence[str | Path], thresholds: Thresholds = DEFAULT
     if len(paths) < 2:
         raise InputError("compare needs at least two inputs: a baseline and a run to check against it")
     labels = input_labels(paths)
-    groups = [load_source(path, with_questions=False) for path in paths]
+    groups = [load_source(path, with_questions=False, strict_samples=True) for path in paths]
     benchmarks = [
         compare_benchmark(matched, labels, thresholds) for matched in match_benchmarks(groups, labels)
     ]
@@ -74,10 +82,14 @@ def input_labels(paths: Sequence[str | Path]) -> list[str]:
     return labels
 
 
-def match_benchmarks(groups: list[list[Benchmark]], labels: list[str]) -> list[list[Benchmark | None]]:
+def match_benchmarks(
+    groups: list[list[RecordedBenchmark]], labels: list[str]
+) -> list[list[RecordedBenchmark | None]]:
     """Rows of benchmarks, one column per input; None where an input lacks that benchmark."""
     base = groups[0]
-    rows: list[list[Benchmark | None]] = [[benchmark] + [None] * (len(groups) - 1) for benchmark in base]
+    rows: list[list[RecordedBenchmark | None]] = [
+        [benchmark] + [None] * (len(groups) - 1) for benchmark in base
+    ]
     for column, group in enumerate(groups[1:], start=1):
         unmatched = list(group)
         by_name = {benchmark.name: benchmark for benchmark in group}
@@ -89,18 +101,19 @@ def match_benchmarks(groups: list[list[Benchmark]], labels: list[str]) -> list[l
         if len(base) == 1 and len(group) == 1 and unmatched:
             rows[0][column] = unmatched.pop()
         for benchmark in unmatched:
-            extra: list[Benchmark | None] = [None] * len(groups)
+            extra: list[RecordedBenchmark | None] = [None] * len(groups)
             extra[column] = benchmark
             rows.append(extra)
     return rows
 
 
 def compare_benchmark(
-    matched: list[Benchmark | None], labels: list[str], thresholds: Thresholds
+    matched: list[RecordedBenchmark | None], labels: list[str], thresholds: Thresholds
 ) -> BenchmarkComparison:
     name = next(benchmark.name for benchmark in matched if benchmark is not None)
     base = matched[0]
-    findings = []
+    findings: list[Finding] = []
+    paired: list[PairedComparison | None] = []
     for label, other in zip(labels[1:], matched[1:]):
         if base is None or other is None:
             missing = labels[0] if base is None else label
@@ -108,21 +121,56 @@ def compare_benchmark(
             findings.append(
                 Finding(kind="missing", benchmark=name, run=missing, message=message, regression=False)
             )
+            paired.append(None)
             continue
-        findings += candidate_findings(name, label, base, other, thresholds)
+        pair, why_unpaired = pair_samples(base, other)
+        paired.append(pair)
+        findings += candidate_findings(name, label, base, other, pair, why_unpaired, thresholds)
     return BenchmarkComparison(
         name=name,
         names=[benchmark.name if benchmark else None for benchmark in matched],
         rows=metric_rows(matched),
         findings=findings,
+        paired=paired,
     )
 
 
+def pair_samples(
+    base: RecordedBenchmark, other: RecordedBenchmark
+) -> tuple[PairedComparison | None, str | None]:
+    """The sample-by-sample comparison of two benchmarks, or None and why it is not possible."""
+    if base.result is None or other.result is None:
+        return None, None
+    if base.result.metric != other.result.metric:
+        return None, None  # check_score reports the mismatch
+    for benchmark in (base, other):
+        if not benchmark.samples:
+            return None, f"{benchmark.source}: {benchmark.samples_note or 'no per-sample results'}"
+    assert base.samples is not None and other.samples is not None
+    problem = sample_mismatch(base.samples, other.samples)
+    if problem is not None:
+        return None, problem
+    return paired_comparison(base.samples, other.samples), None
+
+
 def candidate_findings(
-    name: str, label: str, base: Benchmark, other: Benchmark, thresholds: Thresholds
+    name: str,
+    label: str,
+    base: RecordedBenchmark,
+    other: RecordedBenchmark,
+    paired: PairedComparison | None,
+    why_unpaired: str | None,
+    thresholds: Thresholds,
 ) -> list[Finding]:
     findings = []
-    if base.result is not None and other.result is not None:
+    if paired is not None and other.result is not None:
+        findings += check_paired_score(name, label, other.result.metric, paired, thresholds)
+    elif base.result is not None and other.result is not None:
+        if why_unpaired:
+            message = f"scores compared unpaired (against the baseline's 95% CI): {why_unpaired}"
+            findings.append(
+                Finding(kind="unpaired", benchmark=name, run=label, message=message, regression=False)
+            )
         findings += check_score(name, label, base.result, other.result, thresholds)
     if other.result is not None:
         findings += check_memory(name, label, other.result, thresholds)
@@ -131,7 +179,7 @@ def candidate_findings(
     return findings
 
 
-def metric_rows(matched: list[Benchmark | None]) -> list[MetricRow]:
+def metric_rows(matched: list[RecordedBenchmark | None]) -> list[MetricRow]:
     def row(metric: str, getter, digits: int = 3) -> MetricRow:
         return MetricRow(metric=metric, values=[getter(b) if b else None for b in matched], digits=digits)
 
@@ -163,14 +211,14 @@ def metric_rows(matched: list[Benchmark | None]) -> list[MetricRow]:
     return [r for r in rows if any(value is not None for value in r.values)]
 
 
-def memory_rows(benchmark: Benchmark | None) -> list[MemoryRow]:
+def memory_rows(benchmark: RecordedBenchmark | None) -> list[MemoryRow]:
     if benchmark is None or benchmark.result is None:
         return []
     check = memory_check(benchmark.result.folds, DEFAULT_THRESHOLDS)
     return check.rows if check else []
 
 
-def memory_extreme(benchmark: Benchmark, device: str, peak: bool) -> float | None:
+def memory_extreme(benchmark: RecordedBenchmark, device: str, peak: bool) -> float | None:
     rows = [r for r in memory_rows(benchmark) if r.device == device]
     values = [r.peak_mib for r in rows] if peak else [r.growth_mib for r in rows]
     return max(values) if values else None
@@ -192,6 +240,27 @@ def delta_table(comparison: BenchmarkComparison, labels: list[str]) -> Table:
     return Table(columns, rows, numeric=tuple(range(1, len(columns))))
 
 
+def paired_table(comparison: BenchmarkComparison, labels: list[str]) -> Table | None:
+    """Sample-by-sample statistics against the baseline, one column per paired input."""
+    columns = [(label, pair) for label, pair in zip(labels[1:], comparison.paired) if pair is not None]
+    if not columns:
+        return None
+    statistics = [
+        ("paired samples", lambda p: str(p.n_samples)),
+        ("score difference (per sample)", lambda p: f"{p.difference:+.3f}"),
+        ("95% paired bootstrap CI", lambda p: f"{p.ci95[0]:+.3f} to {p.ci95[1]:+.3f}"),
+        ("McNemar exact p", lambda p: f"{p.mcnemar_p:.3g}"),
+        ("significant at 95%", lambda p: "yes" if p.significant else "no"),
+        ("right only in the baseline", lambda p: str(p.base_only_right)),
+        ("right only in this run", lambda p: str(p.other_only_right)),
+        ("changed predictions", lambda p: str(p.changed_predictions)),
+        ("max |Δs(x)|", lambda p: fmt(p.max_bias_change, 4)),
+    ]
+    rows = [[name, *(show(pair) for _, pair in columns)] for name, show in statistics]
+    header = ["paired vs baseline", *(label for label, _ in columns)]
+    return Table(header, rows, numeric=tuple(range(1, len(header))))
+
+
 def fmt(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -201,7 +270,7 @@ def comparison_document(comparison: Comparison) -> Document:
     for benchmark in comparison.benchmarks:
         title = " / ".join(dict.fromkeys(name for name in benchmark.names if name))
         section = Section(title, slug(title))
-        section.add(delta_table(benchmark, comparison.inputs))
+        section.add(delta_table(benchmark, comparison.inputs), paired_table(benchmark, comparison.inputs))
         section.add(*(Note(f"note ({f.run}): {f.message}") for f in benchmark.findings if not f.regression))
         sections.append(section)
     verdict = Section("Verdict", "verdict")

@@ -1,8 +1,9 @@
 """What a report says about each benchmark, as a Document (rendered to Markdown and HTML).
 
-Per benchmark: score vs zero-shot / majority / chance with the 95% CI, per-fold scores, the s(x)
-distribution and the most biased samples, speedup against the ideal line, memory per fold and
-device, timing and run metadata. A section without data says why.
+First the user's benchmark: per dataset (model, backend/trainer) the TsT score with its 95% CI
+against zero-shot, majority and chance, and a one-line verdict; then a table of every run. Per
+benchmark: per-fold scores, the s(x) distribution and the most biased samples, speedup against the
+ideal line, memory per fold and device, timing and run metadata. A section without data says why.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from . import plots
 from .checks import DEFAULT_THRESHOLDS, Thresholds, check_memory, is_checked, memory_check
 from .document import Document, Note, Paragraph, Section, Table, slug
 from .environment import Environment
-from .inputs import Benchmark
+from .inputs import RecordedBenchmark
+from .verdict import verdict
 
 QUESTION_WIDTH = 180
 COMMIT_KEYS = ("id", "branch", "dirty", "time", "project")
@@ -45,7 +47,7 @@ def clip(text: str, width: int = QUESTION_WIDTH) -> str:
 
 
 def build_document(
-    benchmarks: Sequence[Benchmark],
+    benchmarks: Sequence[RecordedBenchmark],
     environment: Environment,
     top_biased: int = DEFAULT_TOP_BIASED,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
@@ -53,7 +55,7 @@ def build_document(
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sources = sorted({benchmark.source for benchmark in benchmarks})
     labels = display_names(benchmarks)
-    sections = [overview_section(benchmarks, labels)]
+    sections = [verdict_section(benchmarks, labels), runs_section(benchmarks, labels)]
     for index, (benchmark, label) in enumerate(zip(benchmarks, labels)):
         sections.append(benchmark_section(index, benchmark, label, top_biased, thresholds))
     sections.append(environment_section(environment))
@@ -64,7 +66,7 @@ def build_document(
     )
 
 
-def display_names(benchmarks: Sequence[Benchmark]) -> list[str]:
+def display_names(benchmarks: Sequence[RecordedBenchmark]) -> list[str]:
     """Benchmark names, with the file they came from where two inputs share a name."""
     counts = Counter(benchmark.name for benchmark in benchmarks)
     return [
@@ -73,22 +75,87 @@ def display_names(benchmarks: Sequence[Benchmark]) -> list[str]:
     ]
 
 
-# --- overview ----------------------------------------------------------------------------
+# --- the user's benchmark, then every run ----------------------------------------------------
 
 
-def overview_section(benchmarks: Sequence[Benchmark], labels: Sequence[str]) -> Section:
-    section = Section("Overview", "overview")
+def verdict_section(benchmarks: Sequence[RecordedBenchmark], labels: Sequence[str]) -> Section:
+    """Per dataset (model, backend/trainer): the TsT score against the baselines and the verdict."""
+    section = Section("Your benchmark: non-visual signal per dataset", "verdict")
     section.add(
         Paragraph(
             "The TsT score is what a blind model (question and option text only, no image) reaches on"
-            " held-out folds after fine-tuning on the other folds. A score well above the majority and"
-            " chance baselines means the benchmark's text alone gives answers away."
+            " held-out folds after fine-tuning on the other folds. Where its 95% CI lies above the"
+            " majority and chance baselines, the benchmark's text alone gives answers away."
         )
     )
-    scored = [(label, benchmark.result) for benchmark, label in zip(benchmarks, labels) if benchmark.result]
-    if not scored:
+    pairs = list(zip(benchmarks, labels))
+    judged = [(benchmark, label) for benchmark, label in pairs if benchmark.measures is None]
+    measuring = [label for benchmark, label in pairs if benchmark.measures is not None and benchmark.result]
+    if not any(benchmark.result for benchmark, _ in judged):  # only measurements: judge those
+        judged, measuring = pairs, []
+    groups = dataset_groups([b for b, _ in judged], [label for _, label in judged])
+    if not groups:
         return section.add(Note("no input carries a TsT result: only timings are shown"))
-    section.add(plots.score_plot("overview-scores", scored), score_table(scored))
+    rows, plotted, sources = [], [], []
+    for (dataset, model, backend, trainer), members in groups.items():
+        label, result = members[0]
+        baselines = result.baselines
+        rows.append(
+            [
+                dataset,
+                model,
+                f"{backend}/{trainer}",
+                result.metric,
+                f"{result.score:.3f} [{result.ci95[0]:.3f}, {result.ci95[1]:.3f}]",
+                num(baselines.zero_shot),
+                num(baselines.majority),
+                num(baselines.chance),
+                verdict(result).text,
+            ]
+        )
+        plotted.append((f"{dataset}\n{model}, {backend}/{trainer}", result))
+        others = f" (and {len(members) - 1} more run(s) of it)" if len(members) > 1 else ""
+        sources.append(f"{dataset} / {model} / {backend}/{trainer}: {label}{others}")
+    columns = ["dataset", "model", "backend/trainer", "metric", "TsT [95% CI]", "zero-shot", "majority"]
+    columns += ["chance", "verdict"]
+    section.add(
+        Table(columns, rows, numeric=(4, 5, 6, 7)),
+        plots.score_plot("verdict-scores", plotted),
+        Paragraph("Figures from: " + "; ".join(sources) + "."),
+    )
+    if measuring:
+        section.add(
+            Note(f"not judged here, they measure memory or speed: {', '.join(measuring)} (see Every run)")
+        )
+    return section
+
+
+def dataset_groups(
+    benchmarks: Sequence[RecordedBenchmark], labels: Sequence[str]
+) -> dict[tuple[str, str, str, str], list[tuple[str, TsTResult]]]:
+    """Runs by (dataset, model, backend, trainer), the most complete first: zero-shot measured,
+    then the most folds x repeats, then the order of the inputs."""
+    groups: dict[tuple[str, str, str, str], list[tuple[str, TsTResult]]] = {}
+    for benchmark, label in zip(benchmarks, labels):
+        result = benchmark.result
+        if result is not None:
+            key = (result.dataset, result.model, result.backend, result.trainer)
+            groups.setdefault(key, []).append((label, result))
+    for members in groups.values():
+        members.sort(
+            key=lambda member: (
+                member[1].baselines.zero_shot is None,
+                -member[1].n_folds * member[1].n_repeats,
+            )
+        )
+    return groups
+
+
+def runs_section(benchmarks: Sequence[RecordedBenchmark], labels: Sequence[str]) -> Section:
+    section = Section("Every run", "runs")
+    scored = [(label, benchmark.result) for benchmark, label in zip(benchmarks, labels) if benchmark.result]
+    if scored:
+        section.add(score_table(scored))
     unscored = [label for benchmark, label in zip(benchmarks, labels) if benchmark.result is None]
     if unscored:
         section.add(Note(f"without a TsT result (timing only): {', '.join(unscored)}"))
@@ -139,7 +206,7 @@ def score_table(scored: Sequence[tuple[str, TsTResult]]) -> Table:
 
 
 def benchmark_section(
-    index: int, benchmark: Benchmark, label: str, top_biased: int, thresholds: Thresholds
+    index: int, benchmark: RecordedBenchmark, label: str, top_biased: int, thresholds: Thresholds
 ) -> Section:
     prefix = f"{index:02d}-{slug(benchmark.name)}"
     section = Section(label, prefix)
@@ -192,7 +259,7 @@ def folds_section(prefix: str, result: TsTResult) -> Section:
     return section
 
 
-def bias_section(prefix: str, benchmark: Benchmark, top_biased: int) -> Section:
+def bias_section(prefix: str, benchmark: RecordedBenchmark, top_biased: int) -> Section:
     section = Section("Bias scores s(x)", f"{prefix}-bias")
     samples = benchmark.samples
     if not samples:
@@ -216,7 +283,7 @@ def bias_section(prefix: str, benchmark: Benchmark, top_biased: int) -> Section:
     return section
 
 
-def most_biased_table(benchmark: Benchmark, samples: Sequence[SampleResult], top: int) -> Table:
+def most_biased_table(benchmark: RecordedBenchmark, samples: Sequence[SampleResult], top: int) -> Table:
     ranked = sorted(
         (sample for sample in samples if sample.bias_score is not None),
         key=lambda sample: (-(sample.bias_score or 0.0), sample.id),
@@ -241,7 +308,7 @@ def most_biased_table(benchmark: Benchmark, samples: Sequence[SampleResult], top
     return Table(["#", "id", "question", "answer", "prediction", "s(x)"], rows, numeric=(0, 5))
 
 
-def speedup_section(prefix: str, benchmark: Benchmark) -> Section:
+def speedup_section(prefix: str, benchmark: RecordedBenchmark) -> Section:
     section = Section("Speedup", f"{prefix}-speedup")
     series = benchmark.speedup
     if series is None:
@@ -308,7 +375,7 @@ def memory_table(folds: Sequence[FoldSummary], thresholds: Thresholds) -> Table:
     return Table(columns, rows, numeric=(2, 3, 4, 5, 6))
 
 
-def metadata_section(prefix: str, benchmark: Benchmark) -> Section:
+def metadata_section(prefix: str, benchmark: RecordedBenchmark) -> Section:
     section = Section("Run metadata", f"{prefix}-metadata")
     if benchmark.timing is not None:
         stats = benchmark.timing

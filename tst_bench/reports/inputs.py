@@ -2,8 +2,9 @@
 
 A *run directory* holds `result.json` (TsTResult) and `samples.jsonl` (SampleResult per sample).
 A *pytest-benchmark JSON* file (`--benchmark-json`, `.benchmarks/**/*.json`) holds benchmarks whose
-`extra_info` carries `tst_result` (a TsTResult), optionally `tst_speedup`, `tst_hardware` and
-`tst_run_dir` (a run directory with the samples). Both become `Benchmark`s, the unit that reports
+`extra_info` carries `tst_result` (a TsTResult), optionally `tst_speedup`, `tst_hardware`,
+`tst_run_dir` (a run directory with the samples) and `tst_measures` (memory, speedup: a run that is
+not about the dataset's score). Both become `RecordedBenchmark`s, the unit that reports
 and comparisons work on. Unreadable input is an InputError naming the file; optional parts that are
 missing (samples, the dataset behind the questions) degrade to a note saying why.
 """
@@ -72,6 +73,9 @@ class TsTExtraInfo(BaseModel):
     tst_speedup: SpeedupSeries | None = None
     tst_hardware: Any = None
     tst_run_dir: str | None = None
+    #: set by benchmarks whose TsT run measures something else (memory, speedup) on a set of their
+    #: own choosing: the report's per-dataset verdict leaves them out
+    tst_measures: str | None = None
 
 
 class BenchmarkRecord(BaseModel):
@@ -112,7 +116,7 @@ class RecordedMetadata(BaseModel):
         return not (self.commit or self.machine or self.hardware or self.datetime)
 
 
-class Benchmark(BaseModel):
+class RecordedBenchmark(BaseModel):
     """One TsT benchmark (or a plain timed benchmark) as reports and comparisons see it."""
 
     name: str
@@ -124,45 +128,54 @@ class Benchmark(BaseModel):
     questions_note: str | None = None
     speedup: SpeedupSeries | None = None
     timing: BenchmarkStats | None = None
+    measures: str | None = None
     metadata: RecordedMetadata = Field(default_factory=RecordedMetadata)
 
 
-ReportSource = str | Path | Mapping[str, Any] | Benchmark
+ReportSource = str | Path | Mapping[str, Any] | RecordedBenchmark
 
 
-def load_inputs(sources: Sequence[ReportSource], with_questions: bool = True) -> list[Benchmark]:
+def load_inputs(sources: Sequence[ReportSource], with_questions: bool = True) -> list[RecordedBenchmark]:
     """Every benchmark in `sources`, in order: run dirs, result.json / benchmark JSON files, folders
     of benchmark JSON files (`.benchmarks`), in-memory pytest-benchmark documents or Benchmarks."""
     if not sources:
         raise InputError("no inputs given: pass run directories or pytest-benchmark JSON files")
-    benchmarks: list[Benchmark] = []
+    benchmarks: list[RecordedBenchmark] = []
     for source in sources:
         benchmarks.extend(load_source(source, with_questions))
     return benchmarks
 
 
-def load_source(source: ReportSource, with_questions: bool = True) -> list[Benchmark]:
-    if isinstance(source, Benchmark):
+def load_source(
+    source: ReportSource, with_questions: bool = True, strict_samples: bool = False
+) -> list[RecordedBenchmark]:
+    """The benchmarks of one input. With `strict_samples` a samples.jsonl that exists but does not
+    read is an InputError (compare relies on it); otherwise it degrades to a note."""
+    if isinstance(source, RecordedBenchmark):
         return [source]
     if isinstance(source, Mapping):
-        return benchmarks_from_document(source, "pytest-benchmark session", with_questions)
+        return benchmarks_from_document(source, "pytest-benchmark session", with_questions, strict_samples)
     path = Path(source)
     if path.is_dir():
         if (path / RESULT_FILE).exists() or (path / "run.json").exists():
-            return [load_run_dir(path, with_questions)]
+            return [load_run_dir(path, with_questions, strict_samples=strict_samples)]
         files = sorted(path.rglob("*.json"))
         if not files:
             raise InputError(f"{path}: neither a run directory (no {RESULT_FILE}) nor a folder of JSON files")
-        return [benchmark for file in files for benchmark in load_json_file(file, with_questions)]
-    return load_json_file(path, with_questions)
+        return [
+            benchmark for file in files for benchmark in load_json_file(file, with_questions, strict_samples)
+        ]
+    return load_json_file(path, with_questions, strict_samples)
 
 
-def load_json_file(path: Path, with_questions: bool = True) -> list[Benchmark]:
+def load_json_file(
+    path: Path, with_questions: bool = True, strict_samples: bool = False
+) -> list[RecordedBenchmark]:
     document = read_json(path)
     if isinstance(document, dict) and "benchmarks" in document:
-        return benchmarks_from_document(document, str(path), with_questions)
+        return benchmarks_from_document(document, str(path), with_questions, strict_samples)
     if isinstance(document, dict) and "metric" in document and "folds" in document:
-        return [load_run_dir(path.parent, with_questions, result_path=path)]
+        return [load_run_dir(path.parent, with_questions, result_path=path, strict_samples=strict_samples)]
     raise InputError(
         f"{path}: not a tst-bench result.json nor a pytest-benchmark JSON file (no 'benchmarks' list)"
     )
@@ -181,7 +194,9 @@ def read_json(path: Path) -> Any:
         raise InputError(f"{path}: not valid JSON ({error})") from None
 
 
-def load_run_dir(path: Path, with_questions: bool = True, result_path: Path | None = None) -> Benchmark:
+def load_run_dir(
+    path: Path, with_questions: bool = True, result_path: Path | None = None, strict_samples: bool = False
+) -> RecordedBenchmark:
     result_path = result_path or path / RESULT_FILE
     if not result_path.exists():
         done = len(list((path / "folds").glob("*.json")))
@@ -190,8 +205,8 @@ def load_run_dir(path: Path, with_questions: bool = True, result_path: Path | No
             " rerun its `tst-bench run` command to complete it"
         )
     result = validated(TsTResult, read_json(result_path), str(result_path))
-    samples, samples_note = read_samples(path / SAMPLES_FILE)
-    benchmark = Benchmark(
+    samples, samples_note = read_samples(path / SAMPLES_FILE, strict_samples)
+    benchmark = RecordedBenchmark(
         name=path.resolve().name,
         source=str(path),
         result=result,
@@ -202,22 +217,23 @@ def load_run_dir(path: Path, with_questions: bool = True, result_path: Path | No
 
 
 def benchmarks_from_document(
-    document: Mapping[str, Any], origin: str, with_questions: bool = True
-) -> list[Benchmark]:
+    document: Mapping[str, Any], origin: str, with_questions: bool = True, strict_samples: bool = False
+) -> list[RecordedBenchmark]:
     session = validated(BenchmarkFile, document, origin)
     benchmarks = []
     for record in session.benchmarks:
         extra = record.extra_info
         samples, samples_note = None, "the pytest-benchmark JSON records the summary only (no tst_run_dir)"
         if extra.tst_run_dir:
-            samples, samples_note = read_samples(Path(extra.tst_run_dir) / SAMPLES_FILE)
-        benchmark = Benchmark(
+            samples, samples_note = read_samples(Path(extra.tst_run_dir) / SAMPLES_FILE, strict_samples)
+        benchmark = RecordedBenchmark(
             name=record.name,
             source=origin,
             result=extra.tst_result,
             samples=samples,
             samples_note=samples_note,
             speedup=extra.tst_speedup,
+            measures=extra.tst_measures,
             timing=record.stats,
             metadata=RecordedMetadata(
                 commit=session.commit_info,
@@ -242,18 +258,22 @@ def validated(model: type[BaseModel], data: Any, origin: str) -> Any:
         ) from None
 
 
-def read_samples(path: Path) -> tuple[list[SampleResult] | None, str | None]:
-    """The run's per-sample results, or None and why they are missing."""
+def read_samples(path: Path, strict: bool = False) -> tuple[list[SampleResult] | None, str | None]:
+    """The run's per-sample results, or None and why they are missing (strict: unreadable raises)."""
     if not path.exists():
         return None, f"{path} is missing: no per-sample results"
     try:
         return PydanticJSONLinesReader(path, SampleResult).read_all(), None
     except (InputError, OSError, ValueError) as error:
+        if strict:
+            raise (
+                error if isinstance(error, InputError) else InputError(f"{path}: cannot read: {error}")
+            ) from None
         logger.warning("%s", error)
         return None, f"{path} is unreadable: {error}"
 
 
-def attach_questions(benchmark: Benchmark) -> Benchmark:
+def attach_questions(benchmark: RecordedBenchmark) -> RecordedBenchmark:
     """Add the question text of the benchmark's samples from its dataset, when it still loads."""
     if benchmark.result is None or not benchmark.samples:
         return benchmark

@@ -6,6 +6,8 @@ Each function returns None when its data is absent, so the caller can say why in
 from __future__ import annotations
 
 import io
+import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,17 +54,33 @@ def outside_legend(axes) -> None:
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
 
 
-def short(name: str, width: int = 32) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
+def wrapped(name: str, width: int = 24) -> str:
+    """A tick label in lines of about `width` characters, broken at spaces, after `/` and before a
+    dataset spec's `?`/`&` parameters; nothing is cut off."""
+    lines: list[str] = []
+
+    def close(text: str) -> None:
+        lines.extend(textwrap.wrap(text, width, break_on_hyphens=False) or [""])
+
+    for line in name.split("\n"):
+        current = ""
+        for piece in re.split(r"(?=[?&])|(?<=/)", line):
+            if current and len(current) + len(piece) > width:
+                close(current)
+                current = ""
+            current += piece
+        close(current)
+    return "\n".join(lines)
 
 
 def score_plot(key: str, results: Sequence[tuple[str, TsTResult]]) -> Plot | None:
-    """Per benchmark: TsT score with its 95% CI next to zero-shot, majority and chance."""
+    """Per (labelled) result: TsT score with its 95% CI next to zero-shot, majority and chance."""
     if not results:
         return None
-    figure = Figure(figsize=(min(18.0, max(5.0, 1.8 * len(results) + 2)), 3.6))
+    figure = Figure(figsize=(min(18.0, max(5.0, 2.2 * len(results) + 2)), 3.8))
     axes = figure.add_subplot()
     width = 0.2
+    labelled: set[str] = set()
     for index, (_, result) in enumerate(results):
         low, high = result.ci95
         bars = [
@@ -79,10 +97,11 @@ def score_plot(key: str, results: Sequence[tuple[str, TsTResult]]) -> Plot | Non
                 value,
                 width,
                 color=COLORS[color],
-                label=label if index == 0 else None,
+                label=None if label in labelled else label,
                 yerr=[[error[0]], [error[1]]] if error else None,
                 capsize=4,
             )
+            labelled.add(label)
             top = value + (error[1] if error else 0.0)
             axes.annotate(
                 f"{value:.2f}",
@@ -92,9 +111,7 @@ def score_plot(key: str, results: Sequence[tuple[str, TsTResult]]) -> Plot | Non
                 ha="center",
                 fontsize="x-small",
             )
-    axes.set_xticks(
-        range(len(results)), [short(name) for name, _ in results], rotation=15 if len(results) > 2 else 0
-    )
+    axes.set_xticks(range(len(results)), [wrapped(name) for name, _ in results], fontsize="small")
     axes.set_ylabel("score")
     axes.set_ylim(0, 1.05)
     outside_legend(axes)
@@ -176,9 +193,7 @@ def speedup_plot(key: str, series: SpeedupSeries) -> Plot:
     axes.set_xlabel(series.unit)
     axes.set_ylabel("speedup")
     axes.set_ylim(0, max(*ideal, *series.speedup) * 1.15)
-    axes.set_title(
-        f"Speedup vs {series.unit}" + (f" ({short(series.hardware, 40)})" if series.hardware else "")
-    )
+    axes.set_title(f"Speedup vs {series.unit}")  # the hardware is named under the plot
     axes.legend(fontsize="small", loc="upper left")
     alt = ", ".join(f"{c} {series.unit}: {s:.2f}x" for c, s in zip(series.counts, series.speedup))
     return render(figure, key, "Speedup", alt)
@@ -205,7 +220,8 @@ def memory_plot(key: str, folds: Sequence[FoldSummary]) -> Plot | None:
                 color=COLORS[phase],
                 label=PHASE_LABELS[phase],
             )
-        axes.set_xticks(range(len(measured)), [fold_label(fold) for fold in measured])
+        labels = [fold_label(fold) for fold in measured]
+        axes.set_xticks(range(len(measured)), labels, rotation=45 if len(labels) > 10 else 0)
         axes.set_ylabel("MiB used")
         source = measured[0].memory.source  # type: ignore[union-attr]
         axes.set_title(f"{device} ({source})")

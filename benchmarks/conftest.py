@@ -1,0 +1,70 @@
+"""Which benchmarks `pytest benchmarks` (`make bench`) runs, and which wait for `--tst-full`.
+
+The default run shows what tst-bench does in a few minutes on any CPU: TsT on the synthetic
+shortcut and control sets, the memory clean-up check (and a deliberate leak it must catch), a
+small speedup measurement, TsT-RF and IBP with the forest. The benchmarks below take minutes each
+on a 2-core CPU; they get the `heavy` marker and run only with `--tst-full` (`make bench-full`).
+Benchmarks that need a GPU are never heavy: they skip on a CPU and run by default on a GPU runner.
+
+Keys are `FILE::TEST` (every parametrization) or `FILE::TEST[ID]` (one of them). The session's
+OpenMP threads wait passively (see below), and the memory and speedup benchmarks get a smaller
+dataset on a CPU (`measurement_dataset`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+# OpenMP threads that wait by spinning hold their core; where more threads than cores are busy (a
+# shared CI runner, several jobs at once) every parallel region then waits for a descheduled
+# spinner. Measured on a loaded 2-core machine: two folds of the tiny model took 364 s with two
+# torch threads spinning, 35 s waiting passively (46 s on one thread). Set before torch loads its
+# OpenMP runtime; Ray workers and vLLM engine processes inherit it. An explicit setting wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    if "torch" in sys.modules:
+        warnings.warn("torch was loaded before benchmarks/conftest.py set OMP_WAIT_POLICY", stacklevel=1)
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+HEAVY = {
+    "test_vllm_handoff.py::test_five_rebuilt_engines_do_not_grow_memory": "five vLLM engines built in turn",
+    "test_vllm_handoff.py::test_fold_handoff_cpu": "vLLM + LlamaFactory per fold: rebuild, hot swap, peft",
+    "test_ray_speedup_cpu.py::test_fold_parallel_tst_speedup": "the Ray CPU speedup curve over 2-8 folds",
+    "test_ray_speedup_cpu.py::test_data_parallel_inference_speedup": "Ray inference pool on 4,000 rows",
+    "test_ray_transport.py::test_object_store_vs_files": "20,000 results shipped both ways, 5 rounds",
+    "test_ibp.py::test_ibp_against_random_pruning[tiny-llm]": "IBP with the LLM: six 5-fold LoRA TsTs",
+}
+GPU_MARKERS = ("gpu", "multi_gpu")
+#: the memory and speedup benchmarks measure memory and time, not accuracy: on a CPU, unless
+#: --tst-dataset names a dataset, they run on this smaller set so the default run stays short
+CPU_MEASUREMENT_DATASET = "synthetic:shortcut?rows=160"
+HERE = Path(__file__).resolve().parent
+
+
+def heavy_reason(item: pytest.Item) -> str | None:
+    """Why `item` is heavy (its HEAVY entry), or None."""
+    if item.path.parent != HERE:
+        return None
+    file = item.path.name
+    name = getattr(item, "originalname", item.name)
+    return HEAVY.get(f"{file}::{item.name}") or HEAVY.get(f"{file}::{name}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before the plugin turns the heavy marker into a skip
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        reason = heavy_reason(item)
+        if reason and not any(item.get_closest_marker(marker) for marker in GPU_MARKERS):
+            item.add_marker(pytest.mark.heavy(reason=reason))
+
+
+@pytest.fixture
+def measurement_dataset(tst_settings) -> str | None:
+    """The dataset of a memory or speedup benchmark; None means the session's first dataset."""
+    if tst_settings.usable_gpus or "dataset" in tst_settings.given:
+        return None
+    return CPU_MEASUREMENT_DATASET
