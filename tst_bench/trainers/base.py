@@ -25,6 +25,9 @@ class LLMTrainerInterface(ABC):
     #: True when training needs the predictor's device memory released first (a trainer in
     #: another process); False when it shares the predictor's resident model.
     needs_exclusive_device: bool = True
+    #: True when `train_many` trains its jobs together in one pass (callers then hand it a
+    #: run's folds as one group); False when it trains them one after another.
+    trains_folds_together: bool = False
 
     @abstractmethod
     def train(
