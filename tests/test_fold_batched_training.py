@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
+from tst_bench.errors import InputError
 from tst_bench.models.resident import ResidentModel, torch_threads
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.trainers import packed_attention
@@ -140,10 +141,9 @@ def resident(tiny_source):
 
 
 def encoded(trainer, records):
-    return trainer._encode([to_training_datum(r) for r in records])
+    return trainer.encode([to_training_datum(r) for r in records])
 
 
-@pytest.mark.filterwarnings("ignore:grad and param do not obey")
 @pytest.mark.parametrize(
     "recipe", [{}, servable_lora("tiny")], ids=["full-copies-of-embeddings", "lora-on-embeddings"]
 )
@@ -174,9 +174,7 @@ def test_each_folds_gradient_equals_peft_on_that_fold_alone(resident, records, r
     attached = attach(model, weights, routing)
     with torch_threads(THREADS):
         try:
-            FoldPass(model, routing, torch.device("cpu"), torch.float32, "packed", 2).forward_backward(
-                batch, torch.zeros(2)
-            )
+            FoldPass(model, weights, routing, "packed").forward_backward(batch, torch.zeros(2))
         finally:
             attached.remove()
         for fold, seed in enumerate(seeds):
@@ -233,7 +231,7 @@ def state_of(model):
 )
 def test_fold_batched_adapters_score_like_one_by_one(resident, records, recipe, tmp_path):
     """3 folds of the 300-row shortcut set: same losses, adapters, s(x) and predictions."""
-    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", **recipe), resident)
+    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", fold_batching=True, **recipe), resident)
     predictor = HFPredictor(HFPredictorConfig(), resident)
     jobs, tests = fold_jobs(records, 3, tmp_path / "together")
     alone_jobs, _ = fold_jobs(records, 3, tmp_path / "alone")
@@ -264,9 +262,14 @@ def assert_same_scores(ours, reference, tolerance=1e-3):
 
 
 def test_fold_batching_is_a_trainer_option(resident):
-    assert PeftTrainer(PeftTrainerConfig(), resident).trains_folds_together
-    assert not PeftTrainer(PeftTrainerConfig(fold_batching=False), resident).trains_folds_together
-    assert not PeftTrainer(PeftTrainerConfig(lora_dropout=0.1), resident).trains_folds_together
+    assert resident.device == "cpu"
+    assert not PeftTrainer(PeftTrainerConfig(), resident).trains_folds_together  # auto: CUDA only
+    assert PeftTrainer(PeftTrainerConfig(fold_batching=True), resident).trains_folds_together
+    assert not PeftTrainer(
+        PeftTrainerConfig(fold_batching=True, lora_dropout=0.1), resident
+    ).trains_folds_together
+    with pytest.raises(InputError, match="fold_batching"):
+        PeftTrainer(PeftTrainerConfig(fold_batching="sometimes"), resident)
 
 
 def test_varlen_rows_attend_like_packed_lines(resident, records, monkeypatch):
@@ -277,7 +280,7 @@ def test_varlen_rows_attend_like_packed_lines(resident, records, monkeypatch):
     trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny"), resident)
     rows = [encoded(trainer, records[:7])]
     step = Step([StepRow(0, i) for i in range(7)], [True], [sum(len(e.response) for e in rows[0])])
-    losses = {}
+    losses, grads = {}, {}
     peft_config = lora_config(8, 16, 0.0, "all-linear", ["lm_head", "embed_tokens"])
     layout, tensors = initial_adapter(resident.model, peft_config, 0)
     with torch_threads(THREADS):
@@ -293,13 +296,14 @@ def test_varlen_rows_attend_like_packed_lines(resident, records, monkeypatch):
                 with context:
                     (batch,) = micro_batches(step, rows, 4096, trainer._pad_id(), one_line=one_line)
                     losses[mode] = torch.zeros(1)
-                    FoldPass(
-                        resident.model, routing, torch.device("cpu"), torch.float32, mode, 1
-                    ).forward_backward(batch, losses[mode])
+                    FoldPass(resident.model, weights, routing, mode).forward_backward(batch, losses[mode])
+                    grads[mode] = weights.grads.clone()
             finally:
                 attached.remove()
     assert resident.model.config._attn_implementation != packed_attention.VARLEN_ATTENTION
     torch.testing.assert_close(losses["varlen"], losses["packed"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads["varlen"], grads["packed"], rtol=1e-4, atol=1e-6)
+    assert grads["packed"].abs().sum() > 0
 
 
 def reference_varlen_kernel(q, k, v, cu_seqlens, longest, scale):

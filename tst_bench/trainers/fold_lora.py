@@ -7,18 +7,20 @@ hooks that add *each row's own fold's* LoRA term: the folds' A matrices are stac
 up-projection adds the result (two matmuls per module for all folds; with k = 1 it is plain LoRA).
 Layers that peft trains in full (`modules_to_save`) get one copy per fold.
 
-All folds' trainable values live in one [k, P] fp32 buffer (row j = fold j), with one matching
-gradient buffer, so the optimizer, the gradient clipping and the loss bookkeeping are per-row
-tensor operations instead of per-parameter loops. The adapters' layout, initial values and saved
-files come from peft itself: each fold's start is the adapter `get_peft_model` initialises under
-its seed, and each fold is saved by copying its values into a fresh peft model and calling
-`save_pretrained`, so HF peft and vLLM load them like any other adapter.
+All folds' trainable values live in one [k, P] fp32 leaf tensor (row j = fold j) with one dense
+gradient, so the optimizer, the gradient clipping and the loss bookkeeping are per-row tensor
+operations instead of per-parameter loops. Each forward pass casts the whole buffer to the compute
+dtype once and splits it into per-module views (whose backward is one concatenation).
+
+The adapters' layout, initial values and saved files come from peft itself: each fold starts from
+the adapter `get_peft_model` initialises under its seed, and is saved by copying its values into
+a fresh peft model and calling `save_pretrained`, so HF peft and vLLM load it like any other.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
@@ -60,40 +62,49 @@ def tensor_key(module: str, tensor: str) -> str:
 
 
 class FoldWeights:
-    """The trainable values of k folds: one [k, P] buffer, one gradient buffer, and per-tensor
-    leaf views [k, *shape] that autograd accumulates into (their `.grad` are views of `grads`)."""
+    """The trainable values of k folds: `values` [k, P] (fp32, the autograd leaf), its gradient
+    `grads` (accumulated in place across micro-batches), and `current`: per-tensor [k, *shape]
+    views in the compute dtype for the forward pass under way (see `materialize`)."""
 
     def __init__(self, layout: AdapterLayout, folds: int, device):
         import torch
 
         self.layout = layout
         self.folds = folds
+        self.sizes = [prod(shape) for shape in layout.shapes.values()]
         self.offsets: dict[str, tuple[int, int]] = {}
         total = 0
-        for name, shape in layout.shapes.items():
-            self.offsets[name] = (total, total + prod(shape))
-            total += prod(shape)
-        self.values = torch.zeros(folds, total, dtype=torch.float32, device=device)
-        self.grads = torch.zeros_like(self.values)
-        self.leaves = {}
-        for name, shape in layout.shapes.items():
-            start, end = self.offsets[name]
-            leaf = self.values[:, start:end].view(folds, *shape).detach().requires_grad_(True)
-            leaf.grad = self.grads[:, start:end].view(folds, *shape)
-            self.leaves[name] = leaf
+        for name, size in zip(layout.shapes, self.sizes, strict=True):
+            self.offsets[name] = (total, total + size)
+            total += size
+        self.values = torch.zeros(folds, total, dtype=torch.float32, device=device, requires_grad=True)
+        self.values.grad = torch.zeros_like(self.values)
+        self.current: dict[str, Any] = {}
 
     @property
-    def size_per_fold(self) -> int:
-        return self.values.shape[1]
+    def grads(self):
+        return self.values.grad
+
+    def materialize(self, dtype) -> None:
+        """Cast every fold's values to `dtype` in one op and view them per tensor."""
+        pieces = self.values.to(dtype).split(self.sizes, dim=1)
+        self.current = {
+            name: piece.view(self.folds, *shape)
+            for (name, shape), piece in zip(self.layout.shapes.items(), pieces, strict=True)
+        }
 
     def load(self, fold: int, tensors: dict[str, Any]) -> None:
-        for name, tensor in tensors.items():
-            start, end = self.offsets[name]
-            self.values[fold, start:end].copy_(tensor.reshape(-1))
+        import torch
+
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                start, end = self.offsets[name]
+                self.values[fold, start:end].copy_(tensor.reshape(-1))
 
     def fold_tensors(self, fold: int) -> dict[str, Any]:
+        values = self.values.detach()
         return {
-            name: self.values[fold, start:end].view(self.layout.shapes[name])
+            name: values[fold, start:end].view(self.layout.shapes[name])
             for name, (start, end) in self.offsets.items()
         }
 
@@ -113,11 +124,14 @@ class Routing:
     count: int = 1
 
     def set(self, folds, dtype, fold_sizes: list[int] | None = None) -> None:
-        import torch.nn.functional as F
+        import torch
 
         self.folds = folds
-        self.one_hot = None if self.count == 1 else F.one_hot(folds, self.count).to(dtype)
         self.fold_sizes = fold_sizes
+        self.one_hot = None
+        if self.count > 1:  # a comparison, not F.one_hot: no device-side range check to wait for
+            classes = torch.arange(self.count, device=folds.device)
+            self.one_hot = (folds[:, None] == classes).to(dtype)
 
 
 @dataclass
@@ -243,11 +257,23 @@ def attach(base_model, weights: FoldWeights, routing: Routing) -> AttachedAdapte
     """Forward hooks that add every fold's adapter to the rows routed to it."""
     attached = AttachedAdapters()
     for adapted in weights.layout.modules:
-        tensors = [weights.leaves[tensor_key(adapted.name, key)] for key in adapted.tensors]
         module = base_model.get_submodule(adapted.name)
         hook = _HOOKS[(adapted.kind, _layer_type(module))]
-        attached.handles.append(module.register_forward_hook(hook(adapted, tensors, routing)))
+        attached.handles.append(
+            module.register_forward_hook(hook(adapted, _Tensors(weights, adapted), routing))
+        )
     return attached
+
+
+@dataclass(frozen=True)
+class _Tensors:
+    """A module's tensors as of the forward pass under way (`FoldWeights.current`)."""
+
+    weights: FoldWeights
+    adapted: AdaptedModule
+
+    def __call__(self) -> list[Any]:
+        return [self.weights.current[tensor_key(self.adapted.name, key)] for key in self.adapted.tensors]
 
 
 def _layer_type(module) -> str:
@@ -260,73 +286,71 @@ def _layer_type(module) -> str:
     raise InputError(f"cannot adapt a {type(module).__name__}")
 
 
-def _lora_linear_hook(adapted: AdaptedModule, tensors: Sequence[Any], routing: Routing):
+def _lora_linear_hook(adapted: AdaptedModule, tensors: _Tensors, routing: Routing):
     import torch
     import torch.nn.functional as F
 
-    lora_a, lora_b = tensors  # [k, r, in], [k, out, r]
-    folds, rank = lora_a.shape[0], lora_a.shape[1]
-
     def hook(module, args, output):
+        lora_a, lora_b = tensors()  # [k, r, in], [k, out, r]
+        folds, rank = lora_a.shape[0], lora_a.shape[1]
         x = args[0]
         if adapted.dropout > 0:
             x = F.dropout(x, adapted.dropout, training=module.training)
         flat = x.reshape(-1, x.shape[-1])
-        down = flat @ lora_a.to(x.dtype).reshape(folds * rank, -1).T
+        down = flat @ lora_a.reshape(folds * rank, -1).T
         if routing.one_hot is not None:
             down = (down.view(-1, folds, rank) * routing.one_hot[:, :, None]).view(-1, folds * rank)
-        up = lora_b.to(x.dtype).permute(1, 0, 2).reshape(lora_b.shape[1], folds * rank)
+        up = lora_b.permute(1, 0, 2).reshape(lora_b.shape[1], folds * rank)
         flat_out = output.reshape(-1, output.shape[-1])
         return torch.addmm(flat_out, down, up.T, alpha=adapted.scaling).view(output.shape)
 
     return hook
 
 
-def _lora_embedding_hook(adapted: AdaptedModule, tensors: Sequence[Any], routing: Routing):
+def _lora_embedding_hook(adapted: AdaptedModule, tensors: _Tensors, routing: Routing):
     import torch
     import torch.nn.functional as F
 
-    lora_a, lora_b = tensors  # [k, r, vocab], [k, hidden, r]
-    folds, rank, vocab = lora_a.shape
-
     def hook(module, args, output):
+        lora_a, lora_b = tensors()  # [k, r, vocab], [k, hidden, r]
+        folds, rank, vocab = lora_a.shape
         ids = args[0].reshape(-1)
-        table = lora_a.to(output.dtype).permute(0, 2, 1).reshape(folds * vocab, rank)
+        table = lora_a.permute(0, 2, 1).reshape(folds * vocab, rank)
         down = F.embedding(ids if folds == 1 else ids + routing.folds * vocab, table)
         if routing.one_hot is not None:
             down = (down[:, None, :] * routing.one_hot[:, :, None]).reshape(-1, folds * rank)
-        up = lora_b.to(output.dtype).permute(1, 0, 2).reshape(lora_b.shape[1], folds * rank)
+        up = lora_b.permute(1, 0, 2).reshape(lora_b.shape[1], folds * rank)
         flat_out = output.reshape(-1, output.shape[-1])
         return torch.addmm(flat_out, down, up.T, alpha=adapted.scaling).view(output.shape)
 
     return hook
 
 
-def _copy_embedding_hook(adapted: AdaptedModule, tensors: Sequence[Any], routing: Routing):
+def _copy_embedding_hook(adapted: AdaptedModule, tensors: _Tensors, routing: Routing):
     import torch.nn.functional as F
 
-    (weight,) = tensors  # [k, vocab, hidden]
-    folds, vocab, hidden = weight.shape
-
     def hook(module, args, output):
+        (weight,) = tensors()  # [k, vocab, hidden]
+        folds, vocab, hidden = weight.shape
         ids = args[0].reshape(-1)
-        table = weight.to(output.dtype).reshape(folds * vocab, hidden)
+        table = weight.reshape(folds * vocab, hidden)
         return F.embedding(ids if folds == 1 else ids + routing.folds * vocab, table).view(output.shape)
 
     return hook
 
 
-def _copy_linear_hook(adapted: AdaptedModule, tensors: Sequence[Any], routing: Routing):
+def _copy_linear_hook(adapted: AdaptedModule, tensors: _Tensors, routing: Routing):
     import torch
     import torch.nn.functional as F
 
-    weight, bias = (tensors[0], tensors[1]) if len(tensors) == 2 else (tensors[0], None)
-    folds = weight.shape[0]
-
-    def fold_linear(x, fold: int):
-        return F.linear(x, weight[fold].to(x.dtype), None if bias is None else bias[fold].to(x.dtype))
-
     def hook(module, args, output):
+        weight, *rest = tensors()  # [k, out, in] (+ bias [k, out])
+        bias = rest[0] if rest else None
+        folds = weight.shape[0]
+
+        def fold_linear(x, fold: int):
+            return F.linear(x, weight[fold], None if bias is None else bias[fold])
+
         flat = args[0].reshape(-1, args[0].shape[-1])
         if folds == 1:
             result = fold_linear(flat, 0)

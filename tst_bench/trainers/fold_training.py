@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -21,11 +20,13 @@ from ..errors import InputError
 from .fold_lora import AdapterLayout, FoldWeights, Routing, attach, frozen, initial_adapter
 from .fold_optim import FoldAdamW, Schedule
 from .packed_attention import CU_SEQLENS, MAX_SEQLEN, block_causal_mask, resolve_attention, varlen_attention
-from .packing import Example, MicroBatch, micro_batches, plan_steps, steps_per_epoch
+from .packing import Example, MicroBatch, Step, micro_batches, plan_steps, steps_per_epoch
 
 logger = logging.getLogger(__name__)
 
 #: Model config attributes that post-process logits, which a labelled-positions loss would skip.
+#: Line widths on CUDA are multiples of this: SDPA's masked kernels copy unaligned masks.
+MASK_ALIGNMENT = 16
 LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 
@@ -74,7 +75,8 @@ def train_folds(
 ) -> TrainedFolds:
     """Train one adapter per entry of `examples` (fold j on examples[j] with seeds[j]) together."""
     _check_head(model)
-    device = next(model.parameters()).device
+    parameter = next(model.parameters())
+    device, dtype, folds = parameter.device, parameter.dtype, len(examples)
     layout, weights = _initial_weights(model, peft_config, seeds, device)
     schedules = [
         Schedule.for_steps(
@@ -85,36 +87,58 @@ def train_folds(
         for rows in examples
     ]
     optimizer = FoldAdamW(weights.values, weights.grads, schedules, recipe.weight_decay, recipe.max_grad_norm)
-    dtype = next(model.parameters()).dtype
     attention = resolve_attention(recipe.attention, str(device), dtype)
-    stats = TrainingStats(folds=len(examples), attention=attention)
-    routing = Routing(count=len(examples))
-    fold_pass = FoldPass(model, routing, device, dtype, attention, len(examples))
-    steps = plan_steps(examples, seeds, recipe.batch_size, recipe.num_epochs)
-    per_epoch = len(steps) // max(1, recipe.num_epochs)
-    last_losses: list = [None] * len(examples)
-    started = time.perf_counter()
-    one_line = attention == "varlen"
+    routing = Routing(count=folds)
+    fold_pass = FoldPass(model, weights, routing, attention)
+    loop = _Loop(examples, plan_steps(examples, seeds, recipe.batch_size, recipe.num_epochs), recipe, pad_id)
+    loop.stats.attention = attention
     with _training_context(model, weights, routing, attention):
-        for number, step in enumerate(steps):
+        loop.run(fold_pass, optimizer, weights)
+    return TrainedFolds(layout, weights, loop.final_losses(), loop.stats)
+
+
+class _Loop:
+    """Every optimizer step: its micro-batches forward and backward, then one AdamW step."""
+
+    def __init__(self, examples, steps: list[Step], recipe: FoldRecipe, pad_id: int):
+        self.examples = examples
+        self.steps = steps
+        self.recipe = recipe
+        self.pad_id = pad_id
+        self.per_epoch = len(steps) // recipe.num_epochs
+        self.last_losses: list = [None] * len(examples)
+        self.stats = TrainingStats(folds=len(examples), steps=len(steps))
+        self.started = time.perf_counter()
+
+    def run(self, fold_pass: FoldPass, optimizer: FoldAdamW, weights: FoldWeights) -> None:
+        one_line = self.stats.attention == "varlen"
+        width_multiple = MASK_ALIGNMENT if fold_pass.device.type == "cuda" else 1
+        for number, step in enumerate(self.steps):
             step_loss = fold_pass.new_loss()
-            for batch in micro_batches(step, examples, recipe.micro_batch_tokens, pad_id, one_line):
+            batches = micro_batches(
+                step, self.examples, self.recipe.micro_batch_tokens, self.pad_id, one_line, width_multiple
+            )
+            for batch in batches:
                 fold_pass.forward_backward(batch, step_loss)
-                stats.micro_batches += 1
-                stats.real_tokens += batch.real_tokens
-                stats.padded_tokens += batch.lines * batch.width
+                self.stats.micro_batches += 1
+                self.stats.real_tokens += batch.real_tokens
+                self.stats.padded_tokens += batch.lines * batch.width
             optimizer.step(step.active)
             weights.grads.zero_()
             for fold, stepping in enumerate(step.active):
                 if stepping:
-                    last_losses[fold] = step_loss
-            if (number + 1) % per_epoch == 0 and logger.isEnabledFor(logging.DEBUG):
-                epoch = (number + 1) // per_epoch
-                logger.debug("epoch %d/%d loss %s", epoch, recipe.num_epochs, step_loss.tolist())
-    stats.steps = len(steps)
-    final = [float(loss[fold]) if loss is not None else float("nan") for fold, loss in enumerate(last_losses)]
-    stats.seconds = time.perf_counter() - started
-    return TrainedFolds(layout, weights, final, stats)
+                    self.last_losses[fold] = step_loss
+            if (number + 1) % self.per_epoch == 0 and logger.isEnabledFor(logging.DEBUG):
+                epoch = (number + 1) // self.per_epoch
+                logger.debug("epoch %d/%d loss %s", epoch, self.recipe.num_epochs, step_loss.tolist())
+
+    def final_losses(self) -> list[float]:
+        """Each fold's loss at its last step (the one read back to the host), and the loop's time."""
+        losses = [
+            float("nan") if loss is None else float(loss[fold]) for fold, loss in enumerate(self.last_losses)
+        ]
+        self.stats.seconds = time.perf_counter() - self.started
+        return losses
 
 
 def _initial_weights(model, peft_config, seeds: Sequence[int], device) -> tuple[AdapterLayout, FoldWeights]:
@@ -140,24 +164,26 @@ def _check_head(model) -> None:
 class FoldPass:
     """Forward and backward of one micro-batch, losses kept on the device."""
 
-    def __init__(self, model, routing: Routing, device, dtype, attention: str, folds: int):
+    def __init__(self, model, weights: FoldWeights, routing: Routing, attention: str):
+        parameter = next(model.parameters())
         self.decoder = model.get_decoder()
         self.head = model.get_output_embeddings()
+        self.weights = weights
         self.routing = routing
-        self.device = device
-        self.dtype = dtype
+        self.device = parameter.device
+        self.dtype = parameter.dtype
         self.attention = attention
-        self.folds = folds
 
     def new_loss(self):
         import torch
 
-        return torch.zeros(self.folds, dtype=torch.float32, device=self.device)
+        return torch.zeros(self.weights.folds, dtype=torch.float32, device=self.device)
 
     def forward_backward(self, batch: MicroBatch, step_loss) -> None:
         import torch.nn.functional as F
 
         upload = self._upload
+        self.weights.materialize(self.dtype)
         input_ids, position_ids = upload(batch.input_ids), upload(batch.position_ids)
         self.routing.set(upload(batch.token_folds), self.dtype)
         if self.attention == "varlen":
@@ -169,13 +195,14 @@ class FoldPass:
             hidden = self.decoder(
                 input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False
             ).last_hidden_state
-        picked = hidden.reshape(-1, hidden.shape[-1])[upload(batch.label_positions)]
+        picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, upload(batch.label_positions))
         label_folds = upload(batch.label_folds)
         self.routing.set(label_folds, self.dtype, batch.label_counts)
         logits = self.head(picked).float()
         losses = F.cross_entropy(logits, upload(batch.label_targets), reduction="none")
         losses = losses * upload(batch.label_weights)
         losses.sum().backward()
+        self.weights.current = {}
         step_loss.index_add_(0, label_folds, losses.detach())
 
     def _boundaries(self, batch: MicroBatch) -> dict:
@@ -199,12 +226,7 @@ def _training_context(model, weights: FoldWeights, routing: Routing, attention: 
     attached = attach(model, weights, routing)
     attention_context = varlen_attention(model) if attention == "varlen" else contextlib.nullcontext()
     try:
-        with frozen(model), attention_context, warnings.catch_warnings():
-            # The folds' gradients are strided views of one [k, P] buffer on purpose (one
-            # optimizer pass for all); autograd notes that such grads are not dense, harmlessly.
-            warnings.filterwarnings(
-                "ignore", message="grad and param do not obey the gradient layout contract"
-            )
+        with frozen(model), attention_context:
             model.train()
             yield
     finally:

@@ -141,12 +141,14 @@ def micro_batches(
     micro_batch_tokens: int,
     pad_id: int,
     one_line: bool = False,
+    width_multiple: int = 1,
 ) -> list[MicroBatch]:
     """The step's rows packed into lines and the lines into micro-batches of bounded size.
 
     `one_line` puts each micro-batch's rows into a single line (for attention kernels that take
     sequence boundaries instead of a mask); otherwise a line holds at most the longest row's
-    length, which keeps the masked attention over a line cheap.
+    length, which keeps the masked attention over a line cheap, and lines are filled up to a
+    multiple of `width_multiple` tokens (aligned masks spare GPU attention kernels a copy).
     """
     rows = [examples[row.fold][row.example] for row in step.rows]
     lengths = [example.length for example in rows]
@@ -159,12 +161,12 @@ def micro_batches(
     batches, current, width = [], [], 0
     for line, used in zip(lines, fill):
         if current and (len(current) + 1) * max(width, used) > max(micro_batch_tokens, capacity):
-            batches.append(_build(step, rows, current, pad_id))
+            batches.append(_build(step, rows, current, pad_id, width_multiple))
             current, width = [], 0
         current.append(line)
         width = max(width, used)
     if current:
-        batches.append(_build(step, rows, current, pad_id))
+        batches.append(_build(step, rows, current, pad_id, width_multiple))
     return batches
 
 
@@ -180,8 +182,11 @@ def _fill_groups(order: list[int], lengths: Sequence[int], budget: int) -> list[
     return groups
 
 
-def _build(step: Step, rows: Sequence[Example], lines: list[list[int]], pad_id: int) -> MicroBatch:
+def _build(
+    step: Step, rows: Sequence[Example], lines: list[list[int]], pad_id: int, width_multiple: int = 1
+) -> MicroBatch:
     width = max(sum(rows[i].length for i in line) for line in lines)
+    width = -(-width // width_multiple) * width_multiple
     folds = len(step.label_counts)
     input_ids = np.full((len(lines), width), pad_id, dtype=np.int64)
     position_ids = np.zeros((len(lines), width), dtype=np.int64)
