@@ -337,3 +337,60 @@ def test_adapters_can_be_saved_in_bf16_and_load_in_peft(resident, records, tmp_p
     predictor.load_adapter(adapter)
     assert len(predictor.predict([to_test_instance(r) for r in records[40:44]])) == 4
     predictor.unload_adapter()
+
+
+@pytest.mark.gpu
+def test_gpu_paths_agree(tiny_source, records):
+    """On CUDA in bf16: varlen attention gives packed SDPA's loss and gradients (where varlen
+    runs), and two folds in one pass get the gradients each gets alone."""
+    resident = ResidentModel(tiny_source, device="cuda", dtype="bfloat16")
+    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny"), resident)
+    config = trainer.config
+    peft_config = lora_config(
+        config.lora_rank, config.lora_alpha, 0.0, config.target_modules, config.modules_to_save
+    )
+    fold_rows = [encoded(trainer, records[:6]), encoded(trainer, records[6:11])]
+    starts = [initial_adapter(resident.model, peft_config, seed) for seed in (1, 2)]
+    modes = ["packed"]
+    if packed_attention.resolve_attention("auto", "cuda:0", torch.bfloat16) == "varlen":
+        modes.append("varlen")
+    results = {}
+    for mode in modes:
+        for folds in ((0, 1), (0,), (1,)):
+            weights = FoldWeights(starts[0][0], len(folds), "cuda")
+            for slot, fold in enumerate(folds):
+                weights.load(slot, starts[fold][1])
+            rows = [fold_rows[fold] for fold in folds]
+            step = Step(
+                [StepRow(slot, i) for slot, fold in enumerate(folds) for i in range(len(fold_rows[fold]))],
+                [True] * len(folds),
+                [sum(len(e.response) for e in fold_rows[fold]) for fold in folds],
+            )
+            (batch,) = micro_batches(
+                step, rows, 4096, trainer._pad_id(), one_line=mode == "varlen", width_multiple=16
+            )
+            routing = Routing(count=len(folds))
+            attached = attach(resident.model, weights, routing)
+            context = (
+                packed_attention.varlen_attention(resident.model)
+                if mode == "varlen"
+                else contextlib.nullcontext()
+            )
+            try:
+                with context:
+                    loss = torch.zeros(len(folds), device="cuda")
+                    FoldPass(resident.model, weights, routing, mode).forward_backward(batch, loss)
+            finally:
+                attached.remove()
+            for slot, fold in enumerate(folds):
+                results[(mode, folds, fold)] = (loss[slot].item(), weights.grads[slot].float().cpu())
+    for mode in modes:
+        for fold in (0, 1):
+            together, alone = results[(mode, (0, 1), fold)], results[(mode, (fold,), fold)]
+            assert together[0] == pytest.approx(alone[0], rel=2e-2)
+            torch.testing.assert_close(together[1], alone[1], rtol=5e-2, atol=1e-3)
+    if "varlen" in modes:
+        for fold in (0, 1):
+            varlen, packed = results[("varlen", (0, 1), fold)], results[("packed", (0, 1), fold)]
+            assert varlen[0] == pytest.approx(packed[0], rel=2e-2)
+            torch.testing.assert_close(varlen[1], packed[1], rtol=5e-2, atol=1e-3)

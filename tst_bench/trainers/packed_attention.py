@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 from collections.abc import Iterator
 from typing import Literal
@@ -112,18 +113,19 @@ def _varlen_parameters() -> frozenset[str]:
 
 @functools.cache
 def varlen_works(device: str) -> bool:
-    """Whether varlen attention runs here and matches SDPA (forward and gradients) on two rows."""
+    """Whether varlen attention runs here and matches SDPA (forward and gradients) on a few rows."""
     import torch
 
     try:
         generator = torch.Generator(device="cpu").manual_seed(0)
-        lengths, heads, kv_heads, dim = (5, 11), 4, 2, 64
+        lengths, heads, kv_heads, dim = (5, 70, 131, 200), 4, 2, 64  # across the kernels' tiles
         total = sum(lengths)
         q, k, v = (
             torch.randn(total, h, dim, generator=generator).to(device, torch.bfloat16).requires_grad_()
             for h in (heads, kv_heads, kv_heads)
         )
-        cu_seqlens = torch.tensor([0, lengths[0], total], dtype=torch.int32, device=device)
+        bounds = [0, *itertools.accumulate(lengths)]
+        cu_seqlens = torch.tensor(bounds, dtype=torch.int32, device=device)
         out = varlen_kernel(q, k, v, cu_seqlens, max(lengths), None)
         (grad_q,) = torch.autograd.grad(out.float().square().sum(), q)
         expected, expected_grad = _sdpa_reference(q, k, v, lengths)
