@@ -24,9 +24,9 @@ from .packing import Example, MicroBatch, Step, micro_batches, plan_steps, steps
 
 logger = logging.getLogger(__name__)
 
-#: Model config attributes that post-process logits, which a labelled-positions loss would skip.
 #: Line widths on CUDA are multiples of this: SDPA's masked kernels copy unaligned masks.
 MASK_ALIGNMENT = 16
+#: Model config attributes that post-process logits, which a labelled-positions loss would skip.
 LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 
@@ -59,6 +59,8 @@ class TrainingStats:
 
 @dataclass
 class TrainedFolds:
+    """The trained values of every fold (row j of `weights.values` is fold j's adapter)."""
+
     layout: AdapterLayout
     weights: FoldWeights
     final_losses: list[float]

@@ -98,8 +98,9 @@ class PeftTrainer(LLMTrainerInterface):
             dtype=config.dtype,
             trust_remote_code=config.trust_remote_code,
         )
-        #: Dropout draws differ between a batch of one fold and of several, so with LoRA dropout
-        #: folds train one by one (same code, one job per pass) to stay reproducible.
+        # `auto`: together on CUDA only (see the config field). With LoRA dropout the random draws
+        # differ between a batch of one fold and of several, so folds then train one by one (same
+        # code, one job per pass) to stay reproducible.
         wanted = (
             self.resident.device.startswith("cuda")
             if config.fold_batching == "auto"
