@@ -184,7 +184,7 @@ def test_rf_in_the_shared_fixtures(pytester):
             data = [to_training_datum(record) for record in records[:40]]
             tst_predictor.load_adapter(tst_trainer.train(data, tmp_path / "forest", seed=0))
             predictions = tst_predictor.predict([to_test_instance(record) for record in records[40:]])
-            assert len(predictions) == 20 and all(p.bias_score is not None for p in predictions)
+            assert len(predictions) == 20 and all(p.option_probs for p in predictions)
         """
     )
     result = pytester.runpytest_subprocess(*plugin_args(), "-rs", "--tst-backend=rf,hf", "--tst-trainer=rf")

@@ -58,3 +58,29 @@ def drop_base_layer_weights(path: Path) -> int:
     save_file(kept, str(staging), metadata=metadata)
     staging.replace(weights)
     return before - weights.stat().st_size
+
+
+def cast_adapter_weights(path: Path, dtype) -> int:
+    """Store a saved adapter's floating-point tensors in `dtype` (e.g. the base model's bf16);
+    returns the bytes saved. peft and vLLM cast adapter weights to what they compute in on load,
+    so a bf16 base loses nothing by a bf16 adapter, and the file halves."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    weights = Path(path) / "adapter_model.safetensors"
+    if not weights.exists():
+        return 0
+    with safe_open(str(weights), framework="pt") as handle:
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (no __iter__)
+        metadata = handle.metadata()
+    cast = {
+        name: tensor.to(dtype) if tensor.is_floating_point() and tensor.dtype != dtype else tensor
+        for name, tensor in tensors.items()
+    }
+    if all(cast[name] is tensors[name] for name in tensors):
+        return 0
+    before = weights.stat().st_size
+    staging = weights.with_name(f".{weights.name}.tmp")
+    save_file(cast, str(staging), metadata=metadata)
+    staging.replace(weights)
+    return before - weights.stat().st_size

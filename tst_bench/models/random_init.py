@@ -67,13 +67,26 @@ def random_model_dir(name: str) -> Path:
 
 def _build(directory: Path, name: str, shape: RandomShape) -> None:
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tokenizer_dir = tiny_model_dir()
     for file_name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         if (tokenizer_dir / file_name).exists():
             shutil.copy(tokenizer_dir / file_name, directory / file_name)
-    tokenizer_config = json.loads((tokenizer_dir / "config.json").read_text())
+    on_gpu = shape.build_on_gpu and torch.cuda.is_available()
+    model = random_model(name, device="cuda" if on_gpu else "cpu")
+    model.save_pretrained(directory)
+    del model
+    write_marker(directory, name=name, recipe="pretrained", random_init=True)
+
+
+def random_model(name: str, device: str = "cpu"):
+    """The model `name` in memory on `device`, bf16, seed 0 (what its cached folder holds when
+    built on the same device); benchmarks use it to skip writing and reading the weights."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    shape = RANDOM_SHAPES[name]
+    tokenizer_config = json.loads((tiny_model_dir() / "config.json").read_text())
     config = Qwen2Config(
         vocab_size=shape.vocab_size,
         hidden_size=shape.hidden_size,
@@ -89,18 +102,14 @@ def _build(directory: Path, name: str, shape: RandomShape) -> None:
         eos_token_id=tokenizer_config["eos_token_id"],
         dtype="bfloat16",
     )
-    on_gpu = shape.build_on_gpu and torch.cuda.is_available()
     state = torch.random.get_rng_state()
     torch.manual_seed(0)
     default_dtype = torch.get_default_dtype()
     try:
         if shape.build_on_gpu:  # initialised in bf16: an fp32 copy of 7B parameters is 30 GB
             torch.set_default_dtype(torch.bfloat16)
-        with torch.device("cuda" if on_gpu else "cpu"):
-            model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+        with torch.device(device):
+            return Qwen2ForCausalLM(config).to(torch.bfloat16)
     finally:
         torch.set_default_dtype(default_dtype)
         torch.random.set_rng_state(state)
-    model.save_pretrained(directory)
-    del model
-    write_marker(directory, name=name, recipe="pretrained", random_init=True)

@@ -1,29 +1,37 @@
-"""In-process LoRA fine-tuning with peft on the resident base model.
+"""In-process LoRA fine-tuning on the resident base model, every fold of a run in one pass.
 
-Each call adds a fresh adapter, trains it with the loss on the answer tokens only, saves only the
-adapter weights and removes it again, so the base model is loaded once per run, not per fold.
+`train_many` trains all jobs' adapters together on the one resident base (tst_bench/trainers/
+fold_training.py: each batch carries rows of several folds, each row trains its own fold's
+adapter), with the loss on the answer tokens only; `train` is the same code with one job. Each
+fold keeps its own seed (init and data order), optimizer state, schedule, clipping and loss
+normalisation, so an adapter trained with others equals the one trained alone (up to float
+summation order). Adapters are saved in standard peft format; the base model is never modified.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
 from ..models import Recipe
-from ..models.adapters import adapter_size_bytes, detach_adapter
+from ..models.adapters import adapter_size_bytes
 from ..models.options import ModelOptions
 from ..models.resident import ResidentModel
 from ..predictors.prompting import encode_prompt, encode_response
 from ..schemas import LoRAAdapterInfo, TrainingDatum
-from .base import LLMTrainerInterface
+from .base import LLMTrainerInterface, TrainingJob
+from .fold_lora import frozen, lora_config, save_adapter
+from .fold_training import FoldRecipe, TrainedFolds, train_folds
+from .packed_attention import ATTENTION_MODES
+from .packing import Example
 
 logger = logging.getLogger(__name__)
-IGNORE_INDEX = -100
+ADAPTER_DTYPES = ("auto", "float32")
 
 
 @dataclass
@@ -40,6 +48,16 @@ class PeftTrainerConfig(ModelOptions):
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     seed: int = 0
+    #: Train all folds of a run in one pass over the base model (`train_many`), or one by one
+    #: (same results). `auto`: together on CUDA, where it fills the GPU; one by one on a CPU,
+    #: where compute, not launches, is the cost and longer packed lines make it ~10% slower.
+    fold_batching: bool | str = "auto"
+    #: Most tokens (lines x longest line) in one forward pass; a step of more is split, same result.
+    micro_batch_tokens: int = 16384
+    #: How packed rows attend: `packed` (masked SDPA), `varlen` (CUDA flash varlen), `auto`.
+    attention: str = "auto"
+    #: `auto` saves adapters in the base model's dtype when it is bf16, else fp32.
+    adapter_dtype: str = "auto"
 
     @classmethod
     def for_recipe(cls, recipe: Recipe, **overrides) -> PeftTrainerConfig:
@@ -58,107 +76,131 @@ class PeftTrainerConfig(ModelOptions):
 
 class PeftTrainer(LLMTrainerInterface):
     needs_exclusive_device = False
+    trains_folds_together = True
 
     def __init__(self, config: PeftTrainerConfig, resident: ResidentModel | None = None):
+        _check_config(config)
         self.config = config
         self.resident = resident or ResidentModel.for_options(config)
+        # `auto`: together on CUDA only (see the config field). With LoRA dropout the random draws
+        # differ between a batch of one fold and of several, so folds then train one by one (same
+        # code, one job per pass) to stay reproducible.
+        wanted = (
+            self.resident.device.startswith("cuda")
+            if config.fold_batching == "auto"
+            else config.fold_batching
+        )
+        self.trains_folds_together = bool(wanted) and config.lora_dropout == 0
+
+    def prepare(self) -> None:
+        self.resident.model  # noqa: B018 - loads the base model that stays resident for the run
 
     def train(
         self, training_data: Sequence[TrainingDatum], output_dir: Path, seed: int | None = None
     ) -> LoRAAdapterInfo:
-        import torch
-        from peft import LoraConfig, get_peft_model
+        return self._train_together([TrainingJob(training_data, output_dir, seed)])[0]
 
+    def train_many(self, jobs: Sequence[TrainingJob]) -> list[LoRAAdapterInfo]:
+        if self.trains_folds_together:
+            return self._train_together(jobs)
+        return [self._train_together([job])[0] for job in jobs]
+
+    def _train_together(self, jobs: Sequence[TrainingJob]) -> list[LoRAAdapterInfo]:
         config = self.config
-        seed = config.seed if seed is None else seed
+        seeds = [config.seed if job.seed is None else job.seed for job in jobs]
         started = time.perf_counter()
-        examples = self._encode(training_data)
-        torch.manual_seed(seed)
-        lora = LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=config.target_modules,
-            modules_to_save=config.modules_to_save,
-            task_type="CAUSAL_LM",
+        examples = [self.encode(job.training_data) for job in jobs]
+        model = self.resident.model
+        peft_config = lora_config(
+            config.lora_rank,
+            config.lora_alpha,
+            config.lora_dropout,
+            config.target_modules,
+            config.modules_to_save,
         )
-        model = get_peft_model(self.resident.model, lora)
-        try:
-            final_loss = self._fit(model, examples, seed)
-            output_dir.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(str(output_dir))
-        finally:
-            self.resident.model = detach_adapter(model).eval()
+        save_dtype = self._save_dtype()
+        with frozen(model):
+            trained = train_folds(model, peft_config, examples, seeds, self._recipe(), self._pad_id())
+            for fold, job in enumerate(jobs):
+                save_adapter(
+                    model, peft_config, trained.weights.fold_tensors(fold), job.output_dir, save_dtype
+                )
         seconds = time.perf_counter() - started
-        logger.debug("trained on %d examples in %.1fs, final loss %.4f", len(examples), seconds, final_loss)
+        stats = trained.stats
+        logger.debug(
+            "trained %d adapter(s) in %.1fs: %d steps, %d real tokens (%.0f/s), %s attention",
+            len(jobs),
+            seconds,
+            stats.steps,
+            stats.real_tokens,
+            stats.real_tokens / max(stats.seconds, 1e-9),
+            stats.attention,
+        )
+        return [
+            self._info(job, seed, fold, trained, seconds) for fold, (job, seed) in enumerate(zip(jobs, seeds))
+        ]
+
+    def _info(
+        self, job: TrainingJob, seed: int, fold: int, trained: TrainedFolds, seconds: float
+    ) -> LoRAAdapterInfo:
+        jobs = trained.stats.folds
         return LoRAAdapterInfo(
-            adapter_path=output_dir,
-            training_size=len(training_data),
+            adapter_path=job.output_dir,
+            training_size=len(job.training_data),
             model_name=self.resident.source.spec,
-            training_config={**dataclasses.asdict(config), "seed": seed, "final_loss": final_loss},
-            size_bytes=adapter_size_bytes(output_dir),
-            train_seconds=seconds,
+            training_config={
+                **dataclasses.asdict(self.config),
+                "seed": seed,
+                "final_loss": trained.final_losses[fold],
+                "trained_together": jobs,
+                "attention_used": trained.stats.attention,
+            },
+            size_bytes=adapter_size_bytes(job.output_dir),
+            train_seconds=seconds / jobs,
         )
 
-    def _encode(self, training_data: Sequence[TrainingDatum]) -> list[tuple[list[int], list[int]]]:
+    def _recipe(self) -> FoldRecipe:
+        config = self.config
+        return FoldRecipe(
+            learning_rate=config.learning_rate,
+            num_epochs=config.num_epochs,
+            batch_size=config.batch_size,
+            warmup_ratio=config.warmup_ratio,
+            max_grad_norm=config.max_grad_norm,
+            weight_decay=config.weight_decay,
+            micro_batch_tokens=config.micro_batch_tokens,
+            attention=config.attention,
+        )
+
+    def _pad_id(self) -> int:
+        tokenizer = self.resident.tokenizer
+        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def _save_dtype(self):
+        import torch
+
+        if self.config.adapter_dtype == "auto" and self.resident.dtype == torch.bfloat16:
+            return torch.bfloat16
+        return None
+
+    def encode(self, training_data: Sequence[TrainingDatum]) -> list[Example]:
+        """Prompt and answer token ids of each row, as training sees them."""
         tokenizer = self.resident.tokenizer
         examples = []
         for datum in training_data:
             response = encode_response(tokenizer, datum.response)
             budget = max(8, self.config.max_seq_length - len(response))
             prompt = encode_prompt(tokenizer, datum.instruction, self.config.prompt_style, budget)
-            examples.append((prompt, response))
+            examples.append(Example(prompt, response))
         return examples
 
-    def _fit(self, model, examples: list[tuple[list[int], list[int]]], seed: int) -> float:
-        import torch
 
-        config = self.config
-        device = self.resident.device
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        steps_per_epoch = -(-len(examples) // config.batch_size)
-        total_steps = max(1, steps_per_epoch * config.num_epochs)
-        warmup = int(total_steps * config.warmup_ratio)
-
-        def lr_factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-        shuffler = random.Random(seed)
-        pad_id = self.resident.tokenizer.pad_token_id
-        model.train()
-        loss_value = float("nan")
-        for epoch in range(config.num_epochs):
-            order = list(range(len(examples)))
-            shuffler.shuffle(order)
-            for start in range(0, len(order), config.batch_size):
-                batch = [examples[i] for i in order[start : start + config.batch_size]]
-                input_ids, labels, mask = _collate(batch, pad_id, device)
-                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels, use_cache=False).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                loss_value = float(loss.detach())
-            logger.debug("epoch %d/%d loss %.4f", epoch + 1, config.num_epochs, loss_value)
-        model.eval()
-        return loss_value
-
-
-def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int, device: str):
-    """Right-padded input ids, labels masked to the answer tokens, and the attention mask."""
-    import torch
-
-    width = max(len(prompt) + len(response) for prompt, response in batch)
-    ids, labels, mask = [], [], []
-    for prompt, response in batch:
-        padding = width - len(prompt) - len(response)
-        ids.append(prompt + response + [pad_id] * padding)
-        labels.append([IGNORE_INDEX] * len(prompt) + response + [IGNORE_INDEX] * padding)
-        mask.append([1] * (len(prompt) + len(response)) + [0] * padding)
-    as_tensor = lambda rows: torch.tensor(rows, device=device)  # noqa: E731
-    return as_tensor(ids), as_tensor(labels), as_tensor(mask)
+def _check_config(config: PeftTrainerConfig) -> None:
+    if config.fold_batching not in (True, False, "auto"):
+        raise InputError(f"fold_batching={config.fold_batching!r}: use true, false or auto")
+    if config.attention not in ATTENTION_MODES:
+        raise InputError(f"attention={config.attention!r}: use one of {', '.join(ATTENTION_MODES)}")
+    if config.adapter_dtype not in ADAPTER_DTYPES:
+        raise InputError(f"adapter_dtype={config.adapter_dtype!r}: use one of {', '.join(ADAPTER_DTYPES)}")
+    if config.micro_batch_tokens < 1 or config.batch_size < 1 or config.num_epochs < 1:
+        raise InputError("micro_batch_tokens, batch_size and num_epochs must be positive")

@@ -1,0 +1,385 @@
+"""LoRA adapters of several folds trained side by side on one copy of the base model.
+
+peft keeps one adapter active per training forward (its `adapter_names` routing is for inference
+only), so k folds would need k passes or k model copies. Here every adapted module gets forward
+hooks that add *each row's own fold's* LoRA term: the folds' A matrices are stacked into one
+[k*r, in] matrix, the down-projection of every token is masked to its fold's r columns, and one
+up-projection adds the result (two matmuls per module for all folds; with k = 1 it is plain LoRA).
+Layers that peft trains in full (`modules_to_save`) get one copy per fold.
+
+All folds' trainable values live in one [k, P] fp32 leaf tensor (row j = fold j) with one dense
+gradient, so the optimizer, the gradient clipping and the loss bookkeeping are per-row tensor
+operations instead of per-parameter loops. Each forward pass casts the whole buffer to the compute
+dtype once and splits it into per-module views (whose backward is one concatenation).
+
+The adapters' layout, initial values and saved files come from peft itself: each fold starts from
+the adapter `get_peft_model` initialises under its seed, and is saved by copying its values into
+a fresh peft model and calling `save_pretrained`, so HF peft and vLLM load it like any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from math import prod
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import InputError
+from ..models.adapters import cast_adapter_weights, detach_adapter
+
+ADAPTER = "default"  # the adapter name get_peft_model gives
+ModuleKind = Literal["lora", "lora_embedding", "copy"]
+
+
+@dataclass(frozen=True)
+class AdaptedModule:
+    """A base-model module that the adapters change: LoRA on a Linear or an Embedding, or a full
+    trainable copy (`copy`, peft's modules_to_save)."""
+
+    name: str
+    kind: ModuleKind
+    tensors: tuple[str, ...]
+    scaling: float = 1.0
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class AdapterLayout:
+    """Which modules carry trainable values and the per-fold shape of each tensor."""
+
+    modules: tuple[AdaptedModule, ...]
+    shapes: dict[str, tuple[int, ...]]
+
+    @property
+    def tensor_names(self) -> list[str]:
+        return list(self.shapes)
+
+
+def tensor_key(module: str, tensor: str) -> str:
+    return f"{module}:{tensor}"
+
+
+class FoldWeights:
+    """The trainable values of k folds: `values` [k, P] (fp32, the autograd leaf), its gradient
+    `grads` (accumulated in place across micro-batches), and `current`: per-tensor [k, *shape]
+    views in the compute dtype for the forward pass under way (see `materialize`)."""
+
+    def __init__(self, layout: AdapterLayout, folds: int, device):
+        import torch
+
+        self.layout = layout
+        self.folds = folds
+        self.sizes = [prod(shape) for shape in layout.shapes.values()]
+        self.offsets: dict[str, tuple[int, int]] = {}
+        total = 0
+        for name, size in zip(layout.shapes, self.sizes, strict=True):
+            self.offsets[name] = (total, total + size)
+            total += size
+        self.values = torch.zeros(folds, total, dtype=torch.float32, device=device, requires_grad=True)
+        self.values.grad = torch.zeros_like(self.values)
+        self.current: dict[str, Any] = {}
+
+    @property
+    def grads(self):
+        return self.values.grad
+
+    def materialize(self, dtype) -> None:
+        """Cast every fold's values to `dtype` in one op and view them per tensor."""
+        pieces = self.values.to(dtype).split(self.sizes, dim=1)
+        self.current = {
+            name: piece.view(self.folds, *shape)
+            for (name, shape), piece in zip(self.layout.shapes.items(), pieces, strict=True)
+        }
+
+    def load(self, fold: int, tensors: dict[str, Any]) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                start, end = self.offsets[name]
+                self.values[fold, start:end].copy_(tensor.reshape(-1))
+
+    def fold_tensors(self, fold: int) -> dict[str, Any]:
+        values = self.values.detach()
+        return {
+            name: values[fold, start:end].view(self.layout.shapes[name])
+            for name, (start, end) in self.offsets.items()
+        }
+
+
+@dataclass
+class Routing:
+    """Which fold each row of the next adapted-module input belongs to.
+
+    `folds` [M] indexes the fold of each of the M rows (tokens, or labelled positions for the output
+    layer); `one_hot` [M, k] is its mask in the compute dtype (None when k = 1); `fold_sizes` is set
+    when the rows are grouped fold by fold, which lets full-copy layers use contiguous slices.
+    """
+
+    folds: Any = None
+    one_hot: Any = None
+    fold_sizes: list[int] | None = None
+    count: int = 1
+
+    def set(self, folds, dtype, fold_sizes: list[int] | None = None) -> None:
+        import torch
+
+        self.folds = folds
+        self.fold_sizes = fold_sizes
+        self.one_hot = None
+        if self.count > 1:  # a comparison, not F.one_hot: no device-side range check to wait for
+            classes = torch.arange(self.count, device=folds.device)
+            self.one_hot = (folds[:, None] == classes).to(dtype)
+
+
+@dataclass
+class AttachedAdapters:
+    """Hooks that are live on the base model; `remove()` leaves the base exactly as it was."""
+
+    handles: list[Any] = field(default_factory=list)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
+def lora_config(
+    rank: int, alpha: int, dropout: float, target_modules: str | list[str], modules_to_save: list[str] | None
+):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        modules_to_save=modules_to_save,
+        task_type="CAUSAL_LM",
+    )
+
+
+@contextlib.contextmanager
+def peft_wrapped(base_model, config) -> Iterator[Any]:
+    """The base model inside a fresh peft model for the duration of the block, then restored."""
+    from peft import get_peft_model
+
+    peft_model = get_peft_model(base_model, config)
+    try:
+        yield peft_model
+    finally:
+        detach_adapter(peft_model)
+
+
+def initial_adapter(base_model, config, seed: int) -> tuple[AdapterLayout, dict[str, Any]]:
+    """The layout and the initial values peft gives an adapter under `seed`."""
+    import torch
+
+    torch.manual_seed(seed)
+    with peft_wrapped(base_model, config) as peft_model:
+        modules, tensors = [], {}
+        for name, module in peft_model.base_model.model.named_modules():
+            described = _describe(name, module)
+            if described is None:
+                continue
+            adapted, values = described
+            modules.append(adapted)
+            for key, value in values.items():
+                tensors[tensor_key(name, key)] = value.detach().float().clone()
+    if not modules:
+        raise InputError(
+            f"the LoRA settings adapt no module of this model (target_modules={config.target_modules})"
+        )
+    layout = AdapterLayout(tuple(modules), {name: tuple(value.shape) for name, value in tensors.items()})
+    return layout, tensors
+
+
+def save_adapter(base_model, config, tensors: dict[str, Any], output_dir: Path, save_dtype=None) -> None:
+    """One fold's values written as a standard peft adapter (adapter_config.json + safetensors);
+    `save_dtype` (e.g. bf16) casts the saved floating-point tensors."""
+    import torch
+
+    with peft_wrapped(base_model, config) as peft_model, torch.no_grad():
+        for name, module in peft_model.base_model.model.named_modules():
+            described = _describe(name, module)
+            if described is None:
+                continue
+            for key, parameter in described[1].items():
+                parameter.copy_(tensors[tensor_key(name, key)].reshape(parameter.shape))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        peft_model.save_pretrained(str(output_dir))
+    if save_dtype is not None:
+        cast_adapter_weights(output_dir, save_dtype)
+
+
+def _describe(name: str, module) -> tuple[AdaptedModule, dict[str, Any]] | None:
+    """What a peft-wrapped module trains, as (spec, {tensor name: peft parameter})."""
+    import torch
+    from peft.tuners.lora import layer as lora_layers
+    from peft.utils.other import ModulesToSaveWrapper
+
+    if isinstance(module, ModulesToSaveWrapper):
+        copy = module.modules_to_save[ADAPTER]
+        if not isinstance(copy, torch.nn.Linear | torch.nn.Embedding):
+            raise InputError(
+                f"modules_to_save {name!r} is a {type(copy).__name__}; only Linear and Embedding layers train"
+            )
+        values = {"weight": copy.weight}
+        if getattr(copy, "bias", None) is not None:
+            values["bias"] = copy.bias
+        return AdaptedModule(name, "copy", tuple(values)), values
+    if not isinstance(module, lora_layers.LoraLayer):
+        return None
+    if ADAPTER in getattr(module, "lora_variant", {}) or getattr(module, "fan_in_fan_out", False):
+        raise InputError(f"LoRA variant on {name!r} (DoRA, fan_in_fan_out, ...) is not supported here")
+    dropout = module.lora_dropout[ADAPTER]
+    rate = float(dropout.p) if isinstance(dropout, torch.nn.Dropout) else 0.0
+    scaling = float(module.scaling[ADAPTER])
+    if isinstance(module, lora_layers.Embedding):
+        values = {
+            "lora_embedding_A": module.lora_embedding_A[ADAPTER],
+            "lora_embedding_B": module.lora_embedding_B[ADAPTER],
+        }
+        return AdaptedModule(name, "lora_embedding", tuple(values), scaling, rate), values
+    if isinstance(module, lora_layers.Linear):
+        if module.lora_B[ADAPTER].bias is not None:
+            raise InputError(f"lora_bias on {name!r} is not supported by this trainer")
+        values = {"lora_A": module.lora_A[ADAPTER].weight, "lora_B": module.lora_B[ADAPTER].weight}
+        return AdaptedModule(name, "lora", tuple(values), scaling, rate), values
+    raise InputError(
+        f"LoRA on {name!r} ({type(module).__name__}) is not supported: only Linear and Embedding"
+    )
+
+
+def attach(base_model, weights: FoldWeights, routing: Routing) -> AttachedAdapters:
+    """Forward hooks that add every fold's adapter to the rows routed to it."""
+    attached = AttachedAdapters()
+    for adapted in weights.layout.modules:
+        module = base_model.get_submodule(adapted.name)
+        hook = _HOOKS[(adapted.kind, _layer_type(module))]
+        attached.handles.append(
+            module.register_forward_hook(hook(adapted, _Tensors(weights, adapted), routing))
+        )
+    return attached
+
+
+@dataclass(frozen=True)
+class _Tensors:
+    """A module's tensors as of the forward pass under way (`FoldWeights.current`)."""
+
+    weights: FoldWeights
+    adapted: AdaptedModule
+
+    def __call__(self) -> list[Any]:
+        return [self.weights.current[tensor_key(self.adapted.name, key)] for key in self.adapted.tensors]
+
+
+def _layer_type(module) -> str:
+    import torch
+
+    if isinstance(module, torch.nn.Embedding):
+        return "embedding"
+    if isinstance(module, torch.nn.Linear):
+        return "linear"
+    raise InputError(f"cannot adapt a {type(module).__name__}")
+
+
+def _lora_linear_hook(adapted: AdaptedModule, tensors: _Tensors, routing: Routing):
+    import torch
+    import torch.nn.functional as F
+
+    def hook(module, args, output):
+        lora_a, lora_b = tensors()  # [k, r, in], [k, out, r]
+        folds, rank = lora_a.shape[0], lora_a.shape[1]
+        x = args[0]
+        if adapted.dropout > 0:
+            x = F.dropout(x, adapted.dropout, training=module.training)
+        flat = x.reshape(-1, x.shape[-1])
+        down = flat @ lora_a.reshape(folds * rank, -1).T
+        if routing.one_hot is not None:
+            down = (down.view(-1, folds, rank) * routing.one_hot[:, :, None]).view(-1, folds * rank)
+        up = lora_b.permute(1, 0, 2).reshape(lora_b.shape[1], folds * rank)
+        flat_out = output.reshape(-1, output.shape[-1])
+        return torch.addmm(flat_out, down, up.T, alpha=adapted.scaling).view(output.shape)
+
+    return hook
+
+
+def _lora_embedding_hook(adapted: AdaptedModule, tensors: _Tensors, routing: Routing):
+    import torch
+    import torch.nn.functional as F
+
+    def hook(module, args, output):
+        lora_a, lora_b = tensors()  # [k, r, vocab], [k, hidden, r]
+        folds, rank, vocab = lora_a.shape
+        ids = args[0].reshape(-1)
+        table = lora_a.permute(0, 2, 1).reshape(folds * vocab, rank)
+        down = F.embedding(ids if folds == 1 else ids + routing.folds * vocab, table)
+        if routing.one_hot is not None:
+            down = (down[:, None, :] * routing.one_hot[:, :, None]).reshape(-1, folds * rank)
+        up = lora_b.permute(1, 0, 2).reshape(lora_b.shape[1], folds * rank)
+        flat_out = output.reshape(-1, output.shape[-1])
+        return torch.addmm(flat_out, down, up.T, alpha=adapted.scaling).view(output.shape)
+
+    return hook
+
+
+def _copy_embedding_hook(adapted: AdaptedModule, tensors: _Tensors, routing: Routing):
+    import torch.nn.functional as F
+
+    def hook(module, args, output):
+        (weight,) = tensors()  # [k, vocab, hidden]
+        folds, vocab, hidden = weight.shape
+        ids = args[0].reshape(-1)
+        table = weight.reshape(folds * vocab, hidden)
+        return F.embedding(ids if folds == 1 else ids + routing.folds * vocab, table).view(output.shape)
+
+    return hook
+
+
+def _copy_linear_hook(adapted: AdaptedModule, tensors: _Tensors, routing: Routing):
+    import torch
+    import torch.nn.functional as F
+
+    def hook(module, args, output):
+        weight, *rest = tensors()  # [k, out, in] (+ bias [k, out])
+        bias = rest[0] if rest else None
+        folds = weight.shape[0]
+
+        def fold_linear(x, fold: int):
+            return F.linear(x, weight[fold], None if bias is None else bias[fold])
+
+        flat = args[0].reshape(-1, args[0].shape[-1])
+        if folds == 1:
+            result = fold_linear(flat, 0)
+        elif routing.fold_sizes is not None:
+            chunks = torch.split(flat, routing.fold_sizes)
+            result = torch.cat([fold_linear(chunk, fold) for fold, chunk in enumerate(chunks)])
+        else:
+            result = sum(routing.one_hot[:, fold, None] * fold_linear(flat, fold) for fold in range(folds))
+        return result.view(output.shape)
+
+    return hook
+
+
+_HOOKS = {
+    ("lora", "linear"): _lora_linear_hook,
+    ("lora_embedding", "embedding"): _lora_embedding_hook,
+    ("copy", "embedding"): _copy_embedding_hook,
+    ("copy", "linear"): _copy_linear_hook,
+}
+
+
+@contextlib.contextmanager
+def frozen(model) -> Iterator[None]:
+    """The base model's parameters need no gradients while adapters train; flags restored after."""
+    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)

@@ -1,0 +1,236 @@
+"""The training loop behind the peft trainer: k folds' adapters, one pass over the base model.
+
+Per optimizer step every fold contributes its own `batch_size` rows (its own seeded order); the
+loss is computed only where the labels are (the answer tokens): the decoder runs on the packed
+rows, the hidden states at the labelled positions go through the output layer, cross-entropy in
+fp32 on those few rows, each fold's mean over its own labels. The folds' losses are summed, so one
+backward pass gives every adapter exactly its own gradient. Nothing is read back to the host
+during training except, at DEBUG level, the loss once per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from .fold_lora import AdapterLayout, FoldWeights, Routing, attach, frozen, initial_adapter
+from .fold_optim import FoldAdamW, Schedule
+from .packed_attention import CU_SEQLENS, MAX_SEQLEN, block_causal_mask, resolve_attention, varlen_attention
+from .packing import Example, MicroBatch, Step, micro_batches, plan_steps, steps_per_epoch
+
+logger = logging.getLogger(__name__)
+
+#: Line widths on CUDA are multiples of this: SDPA's masked kernels copy unaligned masks.
+MASK_ALIGNMENT = 16
+#: Model config attributes that post-process logits, which a labelled-positions loss would skip.
+LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+@dataclass(frozen=True)
+class FoldRecipe:
+    """The optimisation every fold gets (identical to training it alone)."""
+
+    learning_rate: float
+    num_epochs: int
+    batch_size: int
+    warmup_ratio: float
+    max_grad_norm: float
+    weight_decay: float
+    micro_batch_tokens: int
+    attention: str = "auto"
+
+
+@dataclass
+class TrainingStats:
+    """What one pass did: for throughput figures (tokens are real tokens, no filler)."""
+
+    folds: int = 0
+    steps: int = 0
+    micro_batches: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    seconds: float = 0.0
+    attention: str = ""
+
+
+@dataclass
+class TrainedFolds:
+    """The trained values of every fold (row j of `weights.values` is fold j's adapter)."""
+
+    layout: AdapterLayout
+    weights: FoldWeights
+    final_losses: list[float]
+    stats: TrainingStats = field(default_factory=TrainingStats)
+
+
+def train_folds(
+    model,
+    peft_config,
+    examples: Sequence[Sequence[Example]],
+    seeds: Sequence[int],
+    recipe: FoldRecipe,
+    pad_id: int,
+) -> TrainedFolds:
+    """Train one adapter per entry of `examples` (fold j on examples[j] with seeds[j]) together."""
+    _check_head(model)
+    parameter = next(model.parameters())
+    device, dtype, folds = parameter.device, parameter.dtype, len(examples)
+    layout, weights = _initial_weights(model, peft_config, seeds, device)
+    schedules = [
+        Schedule.for_steps(
+            recipe.learning_rate,
+            steps_per_epoch(len(rows), recipe.batch_size) * recipe.num_epochs,
+            recipe.warmup_ratio,
+        )
+        for rows in examples
+    ]
+    optimizer = FoldAdamW(weights.values, weights.grads, schedules, recipe.weight_decay, recipe.max_grad_norm)
+    attention = resolve_attention(recipe.attention, str(device), dtype)
+    routing = Routing(count=folds)
+    fold_pass = FoldPass(model, weights, routing, attention)
+    loop = _Loop(examples, plan_steps(examples, seeds, recipe.batch_size, recipe.num_epochs), recipe, pad_id)
+    loop.stats.attention = attention
+    with _training_context(model, weights, routing, attention):
+        loop.run(fold_pass, optimizer, weights)
+    return TrainedFolds(layout, weights, loop.final_losses(), loop.stats)
+
+
+class _Loop:
+    """Every optimizer step: its micro-batches forward and backward, then one AdamW step."""
+
+    def __init__(self, examples, steps: list[Step], recipe: FoldRecipe, pad_id: int):
+        self.examples = examples
+        self.steps = steps
+        self.recipe = recipe
+        self.pad_id = pad_id
+        self.per_epoch = len(steps) // recipe.num_epochs
+        self.last_losses: list = [None] * len(examples)
+        self.stats = TrainingStats(folds=len(examples), steps=len(steps))
+        self.started = time.perf_counter()
+
+    def run(self, fold_pass: FoldPass, optimizer: FoldAdamW, weights: FoldWeights) -> None:
+        one_line = self.stats.attention == "varlen"
+        width_multiple = MASK_ALIGNMENT if fold_pass.device.type == "cuda" else 1
+        for number, step in enumerate(self.steps):
+            step_loss = fold_pass.new_loss()
+            batches = micro_batches(
+                step, self.examples, self.recipe.micro_batch_tokens, self.pad_id, one_line, width_multiple
+            )
+            for batch in batches:
+                fold_pass.forward_backward(batch, step_loss)
+                self.stats.micro_batches += 1
+                self.stats.real_tokens += batch.real_tokens
+                self.stats.padded_tokens += batch.lines * batch.width
+            optimizer.step(step.active)
+            weights.grads.zero_()
+            for fold, stepping in enumerate(step.active):
+                if stepping:
+                    self.last_losses[fold] = step_loss
+            if (number + 1) % self.per_epoch == 0 and logger.isEnabledFor(logging.DEBUG):
+                epoch = (number + 1) // self.per_epoch
+                logger.debug("epoch %d/%d loss %s", epoch, self.recipe.num_epochs, step_loss.tolist())
+
+    def final_losses(self) -> list[float]:
+        """Each fold's loss at its last step (the one read back to the host), and the loop's time."""
+        losses = [
+            float("nan") if loss is None else float(loss[fold]) for fold, loss in enumerate(self.last_losses)
+        ]
+        self.stats.seconds = time.perf_counter() - self.started
+        return losses
+
+
+def _initial_weights(model, peft_config, seeds: Sequence[int], device) -> tuple[AdapterLayout, FoldWeights]:
+    starts = [initial_adapter(model, peft_config, seed) for seed in seeds]
+    layout = starts[0][0]
+    weights = FoldWeights(layout, len(seeds), device)
+    for fold, (fold_layout, tensors) in enumerate(starts):
+        if fold_layout != layout:
+            raise RuntimeError("peft gave folds different adapter layouts under one LoRA config")
+        weights.load(fold, tensors)
+    return layout, weights
+
+
+def _check_head(model) -> None:
+    for name in LOGIT_POSTPROCESSING:
+        if getattr(model.config, name, None) not in (None, 1, 1.0):
+            raise InputError(
+                f"the model's config sets {name}; the peft trainer computes logits from the output layer"
+                " only and does not support models that post-process them"
+            )
+
+
+class FoldPass:
+    """Forward and backward of one micro-batch, losses kept on the device."""
+
+    def __init__(self, model, weights: FoldWeights, routing: Routing, attention: str):
+        parameter = next(model.parameters())
+        self.decoder = model.get_decoder()
+        self.head = model.get_output_embeddings()
+        self.weights = weights
+        self.routing = routing
+        self.device = parameter.device
+        self.dtype = parameter.dtype
+        self.attention = attention
+
+    def new_loss(self):
+        import torch
+
+        return torch.zeros(self.weights.folds, dtype=torch.float32, device=self.device)
+
+    def forward_backward(self, batch: MicroBatch, step_loss) -> None:
+        import torch.nn.functional as F
+
+        upload = self._upload
+        self.weights.materialize(self.dtype)
+        input_ids, position_ids = upload(batch.input_ids), upload(batch.position_ids)
+        self.routing.set(upload(batch.token_folds), self.dtype)
+        if self.attention == "varlen":
+            hidden = self.decoder(
+                input_ids=input_ids, position_ids=position_ids, use_cache=False, **self._boundaries(batch)
+            ).last_hidden_state
+        else:
+            mask = block_causal_mask(upload(batch.segments))
+            hidden = self.decoder(
+                input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False
+            ).last_hidden_state
+        picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, upload(batch.label_positions))
+        label_folds = upload(batch.label_folds)
+        self.routing.set(label_folds, self.dtype, batch.label_counts)
+        logits = self.head(picked).float()
+        losses = F.cross_entropy(logits, upload(batch.label_targets), reduction="none")
+        losses = losses * upload(batch.label_weights)
+        losses.sum().backward()
+        self.weights.current = {}
+        step_loss.index_add_(0, label_folds, losses.detach())
+
+    def _boundaries(self, batch: MicroBatch) -> dict:
+        import numpy as np
+
+        cumulative = np.concatenate([[0], np.cumsum(batch.row_lengths)]).astype(np.int32)
+        return {CU_SEQLENS: self._upload(cumulative), MAX_SEQLEN: max(batch.row_lengths)}
+
+    def _upload(self, array):
+        import torch
+
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+
+@contextlib.contextmanager
+def _training_context(model, weights: FoldWeights, routing: Routing, attention: str) -> Iterator[None]:
+    """Base frozen, adapters hooked in, attention switched, train mode; all undone after."""
+    attached = attach(model, weights, routing)
+    attention_context = varlen_attention(model) if attention == "varlen" else contextlib.nullcontext()
+    try:
+        with frozen(model), attention_context:
+            model.train()
+            yield
+    finally:
+        model.eval()
+        attached.remove()
