@@ -73,7 +73,7 @@ bench-full: setup
 # GPU_OUT; GPU_SELECT picks a part (e.g. GPU_SELECT='-k "not 7b"'). A missing engine fails here.
 GPU_PYTHON ?= python3
 GPU_OUT ?= reports/gpu
-GPU_TESTS ?= tests benchmarks/test_vllm_handoff.py
+GPU_TESTS ?= tests benchmarks/test_vllm_handoff.py benchmarks/test_training_throughput.py
 GPU_SELECT ?=
 
 test-gpu:
