@@ -159,7 +159,9 @@ def test_fold_parallel_tst_speedup(benchmark, tmp_path):
 
     benchmark.pedantic(sweep, rounds=1, iterations=1)
     first = next(iter(baselines))
-    speedup = {name: [s / r for s, r in zip(seconds[name], seconds["ray"])] for name in baselines}
+    speedup = {
+        name: [s / r for s, r in zip(seconds[name], seconds["ray"], strict=True)] for name in baselines
+    }
     benchmark.extra_info["tst_speedup"] = speedup_record(
         "workers",
         WORKER_COUNTS,

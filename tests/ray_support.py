@@ -176,7 +176,7 @@ def assert_same_predictions(got, expected, tolerance: float = 1e-5) -> None:
     """Same ids, order and predicted labels; option probabilities equal up to float noise."""
     assert [r.instance_id for r in got] == [r.instance_id for r in expected]
     assert [r.prediction for r in got] == [r.prediction for r in expected]
-    for left, right in zip(got, expected):
+    for left, right in zip(got, expected, strict=True):
         for label, prob in right.option_probs.items():
             assert abs(left.option_probs[label] - prob) <= tolerance, (left.instance_id, label)
 

@@ -8,6 +8,7 @@ loss; then whole runs: fold-batched adapters score like one-by-one adapters and 
 
 import contextlib
 import itertools
+import logging
 import random
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
-from tst_bench.errors import InputError
+from tst_bench.errors import InputError, TsTRuntimeError
 from tst_bench.models.resident import ResidentModel, torch_threads
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.trainers import packed_attention
@@ -29,7 +30,7 @@ from tst_bench.trainers.fold_lora import (
     tensor_key,
 )
 from tst_bench.trainers.fold_optim import FoldAdamW, Schedule
-from tst_bench.trainers.fold_training import FoldPass
+from tst_bench.trainers.fold_training import FoldPass, FoldRecipe, train_folds
 from tst_bench.trainers.packing import FILLER_SEGMENT, Example, Step, StepRow, micro_batches, plan_steps
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 from tst_bench.trainers.recipes import servable_lora
@@ -87,7 +88,7 @@ def test_micro_batches_hold_every_row_once_and_label_its_answer(one_line):
             assert (folds[where] == fold).all()
             seen.append((fold, tuple(ids[where].tolist())))
         for position, target, fold, weight in zip(
-            batch.label_positions, batch.label_targets, batch.label_folds, batch.label_weights
+            batch.label_positions, batch.label_targets, batch.label_folds, batch.label_weights, strict=True
         ):
             assert ids[position + 1] == target and segments[position] == segments[position + 1]
             assert folds[position] == fold
@@ -279,6 +280,69 @@ def test_fold_batching_is_a_trainer_option(resident):
     ).trains_folds_together
     with pytest.raises(InputError, match="fold_batching"):
         PeftTrainer(PeftTrainerConfig(fold_batching="sometimes"), resident)
+
+
+def out_of_memory_above(tokens: int, sizes: list[int]):
+    """A FoldPass.forward_backward that runs out of device memory on micro-batches of more than
+    `tokens` tokens, after adding a partial gradient (as a real OOM mid-backward leaves one)."""
+    real = FoldPass.forward_backward
+
+    def forward_backward(self, batch, step_loss):
+        sizes.append(batch.real_tokens)
+        if batch.real_tokens > tokens:
+            self.weights.grads.add_(1.0)
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, batch, step_loss)
+
+    return forward_backward
+
+
+def two_folds(resident, records):
+    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny"), resident)
+    return [encoded(trainer, records[:48]), encoded(trainer, records[48:96])], trainer._pad_id()
+
+
+def train_two_folds(resident, records, micro_batch_tokens):
+    examples, pad_id = two_folds(resident, records)
+    recipe = FoldRecipe(
+        learning_rate=5e-3,
+        num_epochs=1,
+        batch_size=16,
+        warmup_ratio=0.1,
+        max_grad_norm=1.0,
+        weight_decay=0.0,
+        micro_batch_tokens=micro_batch_tokens,
+        attention="packed",
+    )
+    peft_config = lora_config(8, 16, 0.0, "all-linear", None)
+    with torch_threads(THREADS):
+        return train_folds(resident.model, peft_config, examples, [1, 2], recipe, pad_id)
+
+
+def test_a_step_out_of_memory_starts_over_in_smaller_micro_batches(resident, records, monkeypatch, caplog):
+    """The adapters of a run with half the micro-batch size from the start (the partial gradient
+    dropped), and that size for the rest of the pass."""
+    examples, _ = two_folds(resident, records)
+    longest = max(example.length for fold in examples for example in fold)
+    reference = train_two_folds(resident, records, micro_batch_tokens=4 * longest)
+    sizes: list[int] = []
+    monkeypatch.setattr(FoldPass, "forward_backward", out_of_memory_above(4 * longest, sizes))
+    with caplog.at_level(logging.WARNING, logger="tst_bench"):
+        trained = train_two_folds(resident, records, micro_batch_tokens=8 * longest)
+    assert max(sizes) > 4 * longest  # it did run out of memory
+    assert torch.equal(trained.weights.values, reference.weights.values)
+    assert trained.stats.real_tokens == reference.stats.real_tokens
+    assert (
+        caplog.text.count("out of device memory") == 1 and f"micro_batch_tokens={4 * longest}" in caplog.text
+    )
+
+
+def test_out_of_memory_with_one_row_per_micro_batch_is_a_clear_error(resident, records, monkeypatch):
+    monkeypatch.setattr(FoldPass, "forward_backward", out_of_memory_above(0, []))
+    with pytest.raises(
+        TsTRuntimeError, match=r"out of device memory with micro-batches of one \d+-token row"
+    ):
+        train_two_folds(resident, records, micro_batch_tokens=512)
 
 
 def test_varlen_rows_attend_like_packed_lines(resident, records, monkeypatch):

@@ -187,7 +187,9 @@ def test_vllm_cpu_applies_a_removed_lm_head_lora_to_requests_without_lora(vllm, 
     outputs = vllm.engine.llm().generate(vllm._prompts(test_instances, 1), params, use_tqdm=False)
     stale = [[o.outputs[0].logprobs[0][i].logprob for i in ids] for o in outputs]
     worst = max(
-        abs(row[k] - ref.option_logprobs[c]) for row, ref in zip(stale, clean) for k, c in enumerate("ABCD")
+        abs(row[k] - ref.option_logprobs[c])
+        for row, ref in zip(stale, clean, strict=True)
+        for k, c in enumerate("ABCD")
     )
     assert worst > 0.01
 
@@ -201,7 +203,9 @@ def test_the_canary_catches_the_adapter_vllm_cpu_leaves_applied(vllm, adapters, 
     vllm.unload_adapter()
     readings = vllm._score_canary(canary.prompts, canary.token_ids)
     change = max(
-        relative_change(old, now[t]) for ref, now in zip(canary.reference, readings) for t, old in ref.items()
+        relative_change(old, now[t])
+        for ref, now in zip(canary.reference, readings, strict=True)
+        for t, old in ref.items()
     )
     print(f"\nthe stale lm_head LoRA moves canary log-probabilities by up to {change:.3g} of their magnitude")
     assert change > HALF_PRECISION_TOLERANCE  # caught in bf16 as well
@@ -226,7 +230,7 @@ def test_numeric_answers_are_generated_like_hf(vllm, hf, resident, tmp_path):
         )
         vllm.unload_adapter()
         hf.unload_adapter()
-    same = sum(a.raw_output == b.raw_output for a, b in zip(ours, reference))
+    same = sum(a.raw_output == b.raw_output for a, b in zip(ours, reference, strict=True))
     assert same >= 0.95 * len(instances)
     parsed = [r for r in ours if r.prediction]
     assert len(parsed) >= len(ours) // 2  # a trained model answers with numbers

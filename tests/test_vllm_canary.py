@@ -35,7 +35,9 @@ class FakeScorer:
     def __call__(self, prompts, token_ids):
         self.calls.append(token_ids)
         ids = token_ids or [list(range(3, 3 + CANARY_TOKENS))] * len(prompts)
-        return [{t: logprob(p, t, self.shift) for t in chosen} for p, chosen in zip(prompts, ids)]
+        return [
+            {t: logprob(p, t, self.shift) for t in chosen} for p, chosen in zip(prompts, ids, strict=True)
+        ]
 
 
 def test_the_canary_keeps_the_first_prompts_and_pins_its_tokens():
@@ -115,7 +117,7 @@ class FakeLLM:
     def generate(self, prompts, params, lora_request=None, use_tqdm=False):
         params = params if isinstance(params, list) else [params] * len(prompts)
         outputs = []
-        for prompt, param in zip(prompts, params):
+        for prompt, param in zip(prompts, params, strict=True):
             ids = param.logprob_token_ids or list(range(3, 3 + (param.logprobs or 1)))
             row = {
                 t: SimpleNamespace(logprob=logprob(prompt["prompt_token_ids"], t, self.shift)) for t in ids

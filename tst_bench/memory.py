@@ -73,7 +73,7 @@ class NvmlProbe(MemoryProbe):
 
     def read(self) -> list[DeviceMemory]:
         readings = []
-        for gpu, handle in zip(self.gpus, self._handles):
+        for gpu, handle in zip(self.gpus, self._handles, strict=True):
             info = self._nvml.nvmlDeviceGetMemoryInfo(handle)
             readings.append(
                 DeviceMemory(

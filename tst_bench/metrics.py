@@ -43,7 +43,7 @@ def parse_mc_letter(text: str, letters: Sequence[str], options: Sequence[str] = 
     if len(standalone) == 1:
         return standalone.pop()
     normalized = normalize_text(stripped)
-    for letter, option in zip(letters, options):
+    for letter, option in zip(letters, options, strict=False):  # options may be absent
         if normalized and normalized == normalize_text(option):
             return letter
     return None
@@ -120,8 +120,8 @@ def mean_std_ci95(values: Sequence[float]) -> tuple[float, float, tuple[float, f
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     """Area under the ROC curve: the chance a positive outranks a negative (ties count half)."""
-    positives = [score for score, label in zip(scores, labels) if label]
-    negatives = [score for score, label in zip(scores, labels) if not label]
+    positives = [score for score, label in zip(scores, labels, strict=True) if label]
+    negatives = [score for score, label in zip(scores, labels, strict=True) if not label]
     if not positives or not negatives:
         raise ValueError("AUROC needs at least one positive and one negative label")
     order = sorted(range(len(scores)), key=lambda index: scores[index])
@@ -134,6 +134,6 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
         for position in range(start, end + 1):
             ranks[order[position]] = (start + end) / 2 + 1
         start = end + 1
-    positive_rank_sum = sum(rank for rank, label in zip(ranks, labels) if label)
+    positive_rank_sum = sum(rank for rank, label in zip(ranks, labels, strict=True) if label)
     n_pos, n_neg = len(positives), len(negatives)
     return (positive_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)

@@ -1,7 +1,7 @@
 """Typed records that cross process, worker and disk boundaries.
 
 The first four names (TrainingDatum, TestInstance, LLMPredictionResult, LoRAAdapterInfo) keep the
-fields of the original TsT design; the rest carry what a TsT run needs on top of it: option
+fields the TsT method defines; the rest carry what a TsT run needs on top of it: option
 probabilities and the bias score s(x), per-fold results with timings and memory, and the final
 TsTResult that `result.json` holds.
 """

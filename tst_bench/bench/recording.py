@@ -88,7 +88,7 @@ class SpeedupRecorder:
 
 def format_speedup(curve: dict[str, Any]) -> str:
     cells = []
-    for count, seconds, speedup in zip(curve["counts"], curve["seconds"], curve["speedup"]):
+    for count, seconds, speedup in zip(curve["counts"], curve["seconds"], curve["speedup"], strict=True):
         ratio = f", {speedup:.2f}x" if speedup is not None else ""
         cells.append(f"{count} {curve['unit']}: {seconds:.1f}s{ratio}")
     return f"speedup ({curve['executor']} on {curve['hardware']}): " + "; ".join(cells)

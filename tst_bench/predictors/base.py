@@ -79,11 +79,15 @@ class PromptScoringPredictor(LLMPredictorInterface):
         other_positions = [i for i, inst in enumerate(instances) if inst.format != "mc"]
         if choice_positions:
             batch = [instances[i] for i in choice_positions]
-            for position, instance, logprobs in zip(choice_positions, batch, self.choice_logprobs(batch)):
+            for position, instance, logprobs in zip(
+                choice_positions, batch, self.choice_logprobs(batch), strict=True
+            ):
                 results[position] = result_from_choice_logprobs(instance, logprobs)
         if other_positions:
             batch = [instances[i] for i in other_positions]
-            for position, instance, text in zip(other_positions, batch, self.generate_texts(batch)):
+            for position, instance, text in zip(
+                other_positions, batch, self.generate_texts(batch), strict=True
+            ):
                 results[position] = result_from_generation(instance, text)
         return [result for result in results if result is not None]
 

@@ -69,7 +69,8 @@ class HFPredictor(PromptScoringPredictor):
                 choices = instances[position].choices or []
                 token_ids = choice_token_ids(self.tokenizer, choices)
                 results[position] = {
-                    choice: float(logprobs[row, token_id]) for choice, token_id in zip(choices, token_ids)
+                    choice: float(logprobs[row, token_id])
+                    for choice, token_id in zip(choices, token_ids, strict=True)
                 }
         return results
 

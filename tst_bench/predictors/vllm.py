@@ -14,7 +14,7 @@ base-model predictions that follow an adapter with an lm_head LoRA; the TsT loop
 
 The engine holds device memory of its own, so it hands it over before every training, whatever
 the trainer (`release_device`, called by the fold contract): `rebuild` tears the engine down and
-builds it again for scoring (the original design); `hot_swap` keeps one engine for the whole run,
+builds it again for scoring (what a per-fold engine does); `hot_swap` keeps one engine for the whole run,
 swaps each fold's adapter in and sleeps during training where vLLM can (CUDA, sleep level 1: the
 weights wait in host memory), waking up for scoring. With `sleep_mode=false` a hot-swap engine
 stays awake beside the trainer (co-located, the memory split). Its size comes from what scoring
@@ -268,11 +268,13 @@ class VLLMPredictor(PromptScoringPredictor):
                 by_choices[choices] = (ids, params)
         outputs = self._generate(prompts, [by_choices[tuple(i.choices or ())][1] for i in instances])
         results = []
-        for instance, output in zip(instances, outputs):
+        for instance, output in zip(instances, outputs, strict=True):
             choices = tuple(instance.choices or ())
             ids = by_choices[choices][0]
             logprobs = output.outputs[0].logprobs[0]
-            results.append({choice: float(logprobs[i].logprob) for choice, i in zip(choices, ids)})
+            results.append(
+                {choice: float(logprobs[i].logprob) for choice, i in zip(choices, ids, strict=True)}
+            )
         return results
 
     def generate_texts(self, instances: Sequence[TestInstance]) -> list[str]:

@@ -124,7 +124,7 @@ def check_speedup(
         message = f"speedup units differ ({base.unit} vs {other.unit}): not compared"
         return [Finding(kind="mismatch", benchmark=name, run=run, message=message, regression=False)]
     findings = []
-    for count, base_speedup in zip(base.counts, base.speedup):
+    for count, base_speedup in zip(base.counts, base.speedup, strict=True):
         other_speedup = other.at(count)
         if other_speedup is None or other_speedup >= base_speedup * (1 - thresholds.speedup_drop):
             continue

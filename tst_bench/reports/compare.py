@@ -114,7 +114,7 @@ def compare_benchmark(
     base = matched[0]
     findings: list[Finding] = []
     paired: list[PairedComparison | None] = []
-    for label, other in zip(labels[1:], matched[1:]):
+    for label, other in zip(labels[1:], matched[1:], strict=True):
         if base is None or other is None:
             missing = labels[0] if base is None else label
             message = f"benchmark {name!r} is not in {missing}: not compared"
@@ -242,7 +242,9 @@ def delta_table(comparison: BenchmarkComparison, labels: list[str]) -> Table:
 
 def paired_table(comparison: BenchmarkComparison, labels: list[str]) -> Table | None:
     """Sample-by-sample statistics against the baseline, one column per paired input."""
-    columns = [(label, pair) for label, pair in zip(labels[1:], comparison.paired) if pair is not None]
+    columns = [
+        (label, pair) for label, pair in zip(labels[1:], comparison.paired, strict=True) if pair is not None
+    ]
     if not columns:
         return None
     statistics = [

@@ -56,7 +56,7 @@ def build_document(
     sources = sorted({benchmark.source for benchmark in benchmarks})
     labels = display_names(benchmarks)
     sections = [verdict_section(benchmarks, labels), runs_section(benchmarks, labels)]
-    for index, (benchmark, label) in enumerate(zip(benchmarks, labels)):
+    for index, (benchmark, label) in enumerate(zip(benchmarks, labels, strict=True)):
         sections.append(benchmark_section(index, benchmark, label, top_biased, thresholds))
     sections.append(environment_section(environment))
     return Document(
@@ -88,7 +88,7 @@ def verdict_section(benchmarks: Sequence[RecordedBenchmark], labels: Sequence[st
             " majority and chance baselines, the benchmark's text alone gives answers away."
         )
     )
-    pairs = list(zip(benchmarks, labels))
+    pairs = list(zip(benchmarks, labels, strict=True))
     judged = [(benchmark, label) for benchmark, label in pairs if benchmark.measures is None]
     measuring = [label for benchmark, label in pairs if benchmark.measures is not None and benchmark.result]
     if not any(benchmark.result for benchmark, _ in judged):  # only measurements: judge those
@@ -136,7 +136,7 @@ def dataset_groups(
     """Runs by (dataset, model, backend, trainer), the most complete first: zero-shot measured,
     then the most folds x repeats, then the order of the inputs."""
     groups: dict[tuple[str, str, str, str], list[tuple[str, TsTResult]]] = {}
-    for benchmark, label in zip(benchmarks, labels):
+    for benchmark, label in zip(benchmarks, labels, strict=True):
         result = benchmark.result
         if result is not None:
             key = (result.dataset, result.model, result.backend, result.trainer)
@@ -153,10 +153,16 @@ def dataset_groups(
 
 def runs_section(benchmarks: Sequence[RecordedBenchmark], labels: Sequence[str]) -> Section:
     section = Section("Every run", "runs")
-    scored = [(label, benchmark.result) for benchmark, label in zip(benchmarks, labels) if benchmark.result]
+    scored = [
+        (label, benchmark.result)
+        for benchmark, label in zip(benchmarks, labels, strict=True)
+        if benchmark.result
+    ]
     if scored:
         section.add(score_table(scored))
-    unscored = [label for benchmark, label in zip(benchmarks, labels) if benchmark.result is None]
+    unscored = [
+        label for benchmark, label in zip(benchmarks, labels, strict=True) if benchmark.result is None
+    ]
     if unscored:
         section.add(Note(f"without a TsT result (timing only): {', '.join(unscored)}"))
     return section
@@ -320,7 +326,7 @@ def speedup_section(prefix: str, benchmark: RecordedBenchmark) -> Section:
         )
     first_count, first_speedup = series.counts[0], series.speedup[0]
     rows = []
-    for count, seconds, speedup in zip(series.counts, series.seconds, series.speedup):
+    for count, seconds, speedup in zip(series.counts, series.seconds, series.speedup, strict=True):
         ideal = first_speedup * count / first_count
         rows.append([str(count), num(seconds, 2), f"{speedup:.2f}", f"{ideal:.2f}", f"{speedup / ideal:.0%}"])
     section.add(

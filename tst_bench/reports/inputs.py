@@ -47,7 +47,7 @@ class SpeedupSeries(BaseModel):
         return self
 
     def at(self, count: int) -> float | None:
-        return dict(zip(self.counts, self.speedup)).get(count)
+        return dict(zip(self.counts, self.speedup, strict=True)).get(count)
 
 
 class BenchmarkStats(BaseModel):

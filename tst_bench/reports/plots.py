@@ -147,7 +147,7 @@ def fold_plot(key: str, result: TsTResult) -> Plot | None:
     axes.set_ylabel(result.metric)
     axes.set_title("Per-fold held-out score")
     outside_legend(axes)
-    alt = ", ".join(f"{label} {fold.score:.3f}" for label, fold in zip(labels, result.folds))
+    alt = ", ".join(f"{label} {fold.score:.3f}" for label, fold in zip(labels, result.folds, strict=True))
     return render(figure, key, "Per-fold scores", alt)
 
 
@@ -185,7 +185,7 @@ def speedup_plot(key: str, series: SpeedupSeries) -> Plot:
     ideal = [first_speedup * count / first_count for count in series.counts]
     axes.plot(series.counts, ideal, color=COLORS["chance"], linestyle="--", label="ideal (linear)")
     axes.plot(series.counts, series.speedup, color=COLORS["tst"], marker="o", label="measured")
-    for count, speedup in zip(series.counts, series.speedup):
+    for count, speedup in zip(series.counts, series.speedup, strict=True):
         axes.annotate(
             f"{speedup:.2f}x", (count, speedup), textcoords="offset points", xytext=(0, 6), ha="center"
         )
@@ -195,7 +195,9 @@ def speedup_plot(key: str, series: SpeedupSeries) -> Plot:
     axes.set_ylim(0, max(*ideal, *series.speedup) * 1.15)
     axes.set_title(f"Speedup vs {series.unit}")  # the hardware is named under the plot
     axes.legend(fontsize="small", loc="upper left")
-    alt = ", ".join(f"{c} {series.unit}: {s:.2f}x" for c, s in zip(series.counts, series.speedup))
+    alt = ", ".join(
+        f"{c} {series.unit}: {s:.2f}x" for c, s in zip(series.counts, series.speedup, strict=True)
+    )
     return render(figure, key, "Speedup", alt)
 
 

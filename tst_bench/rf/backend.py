@@ -94,7 +94,7 @@ class RFTrainer(LLMTrainerInterface):
             forest, names = self._fit(space, answer_format, subset, config.seed if seed is None else seed)
             TreeEnsemble.from_sklearn(forest).save(output_dir / f"forest_{answer_format}.npz")
             prefix = f"{answer_format}/" if len(formats) > 1 else ""
-            for name, value in zip(names, forest.feature_importances_):
+            for name, value in zip(names, forest.feature_importances_, strict=True):
                 if value > 0:
                     importances[prefix + name] = float(value)
         write_json(output_dir / FEATURES_FILE, {**space.to_dict(), "formats": formats})
@@ -186,7 +186,7 @@ class RFPredictor(LLMPredictorInterface):
                 )
             batch = [questions[i] for i in positions]
             predicted = self._predict_format(forest, answer_format, batch, [instances[i] for i in positions])
-            for position, result in zip(positions, predicted):
+            for position, result in zip(positions, predicted, strict=True):
                 results[position] = result
         return [result for result in results if result is not None]
 
@@ -203,7 +203,7 @@ class RFPredictor(LLMPredictorInterface):
             positive = list(forest.classes).index(1.0) if 1.0 in forest.classes else None
             probabilities = forest.predict_proba(space.option_rows(questions))
             results, row = [], 0
-            for question, instance in zip(questions, instances):
+            for question, instance in zip(questions, instances, strict=True):
                 count = len(question.options)
                 scores = (
                     probabilities[row : row + count, positive] if positive is not None else np.zeros(count)
@@ -211,7 +211,7 @@ class RFPredictor(LLMPredictorInterface):
                 row += count
                 logprobs = {
                     letter: math.log(max(float(score), _PROBABILITY_FLOOR))
-                    for letter, score in zip(question.letters, scores)
+                    for letter, score in zip(question.letters, scores, strict=True)
                 }
                 results.append(result_from_choice_logprobs(instance, logprobs))
             return results
@@ -220,7 +220,9 @@ class RFPredictor(LLMPredictorInterface):
             texts = [f"{signed_exp(float(value)):g}" for value in predictions]
         else:
             texts = [str(value) for value in predictions]
-        return [result_from_generation(instance, text) for instance, text in zip(instances, texts)]
+        return [
+            result_from_generation(instance, text) for instance, text in zip(instances, texts, strict=True)
+        ]
 
 
 def signed_log(value: float) -> float:

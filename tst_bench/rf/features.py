@@ -258,7 +258,7 @@ class FeatureSpace:
         """
         lifts = self._training_lifts(questions) if training else [self._lifts(q) for q in questions]
         context = np.array(
-            [row for q, lift in zip(questions, lifts) for row in self._option_context(q, lift)],
+            [row for q, lift in zip(questions, lifts, strict=True) for row in self._option_context(q, lift)],
             dtype=np.float64,
         )
         n_rows = sum(len(q.options) for q in questions)
@@ -291,7 +291,7 @@ class FeatureSpace:
         groups = [index % INNER_FOLDS for index in range(len(questions))]
         lifts: list[list[tuple[float, float]]] = [[] for _ in questions]
         for group in range(min(INNER_FOLDS, len(questions))):
-            others = [q for q, g in zip(questions, groups) if g != group and q.format == "mc"]
+            others = [q for q, g in zip(questions, groups, strict=True) if g != group and q.format == "mc"]
             prior = WordPositionPrior.fit(others, self.min_df)
             for index, q in enumerate(questions):
                 if groups[index] == group:

@@ -16,7 +16,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import InputError
+from ..errors import InputError, TsTRuntimeError
+from ..models.resident import free_memory
 from .fold_lora import AdapterLayout, FoldWeights, Routing, attach, frozen, initial_adapter
 from .fold_optim import FoldAdamW, Schedule
 from .packed_attention import CU_SEQLENS, MAX_SEQLEN, block_causal_mask, resolve_attention, varlen_attention
@@ -107,24 +108,16 @@ class _Loop:
         self.steps = steps
         self.recipe = recipe
         self.pad_id = pad_id
+        #: Tokens per forward pass; halved for the rest of the pass when the device runs out of memory.
+        self.micro_batch_tokens = recipe.micro_batch_tokens
         self.per_epoch = len(steps) // recipe.num_epochs
         self.last_losses: list = [None] * len(examples)
         self.stats = TrainingStats(folds=len(examples), steps=len(steps))
         self.started = time.perf_counter()
 
     def run(self, fold_pass: FoldPass, optimizer: FoldAdamW, weights: FoldWeights) -> None:
-        one_line = self.stats.attention == "varlen"
-        width_multiple = MASK_ALIGNMENT if fold_pass.device.type == "cuda" else 1
         for number, step in enumerate(self.steps):
-            step_loss = fold_pass.new_loss()
-            batches = micro_batches(
-                step, self.examples, self.recipe.micro_batch_tokens, self.pad_id, one_line, width_multiple
-            )
-            for batch in batches:
-                fold_pass.forward_backward(batch, step_loss)
-                self.stats.micro_batches += 1
-                self.stats.real_tokens += batch.real_tokens
-                self.stats.padded_tokens += batch.lines * batch.width
+            step_loss = self._accumulate(fold_pass, step, weights)
             optimizer.step(step.active)
             weights.grads.zero_()
             for fold, stepping in enumerate(step.active):
@@ -134,6 +127,40 @@ class _Loop:
                 epoch = (number + 1) // self.per_epoch
                 logger.debug("epoch %d/%d loss %s", epoch, self.recipe.num_epochs, step_loss.tolist())
 
+    def _accumulate(self, fold_pass: FoldPass, step: Step, weights: FoldWeights):
+        """The step's gradients and per-fold loss, micro-batch by micro-batch. Out of device memory,
+        the step starts over in micro-batches of half the tokens (the same gradients: micro-batches
+        only add up), for the rest of the pass, down to one row per micro-batch."""
+        one_line = self.stats.attention == "varlen"
+        width_multiple = MASK_ALIGNMENT if fold_pass.device.type == "cuda" else 1
+        while True:
+            step_loss = fold_pass.new_loss()
+            batches = micro_batches(
+                step, self.examples, self.micro_batch_tokens, self.pad_id, one_line, width_multiple
+            )
+            if _fits(fold_pass, batches, step_loss):
+                self.stats.micro_batches += len(batches)
+                self.stats.real_tokens += sum(batch.real_tokens for batch in batches)
+                self.stats.padded_tokens += sum(batch.lines * batch.width for batch in batches)
+                return step_loss
+            weights.grads.zero_()
+            weights.current = {}
+            free_memory()
+            self._halve_micro_batches(max(self.examples[row.fold][row.example].length for row in step.rows))
+
+    def _halve_micro_batches(self, longest_row: int) -> None:
+        if self.micro_batch_tokens <= longest_row:
+            raise TsTRuntimeError(
+                f"out of device memory with micro-batches of one {longest_row}-token row: use a"
+                " smaller model or shorter rows (max_seq_length), or free the device"
+            )
+        self.micro_batch_tokens //= 2
+        logger.warning(
+            "out of device memory in a training step: the step starts over with micro_batch_tokens=%d"
+            " (same gradients, more passes)",
+            self.micro_batch_tokens,
+        )
+
     def final_losses(self) -> list[float]:
         """Each fold's loss at its last step (the one read back to the host), and the loop's time."""
         losses = [
@@ -141,6 +168,19 @@ class _Loop:
         ]
         self.stats.seconds = time.perf_counter() - self.started
         return losses
+
+
+def _fits(fold_pass: FoldPass, batches: Sequence[MicroBatch], step_loss) -> bool:
+    """Forward and backward of every micro-batch; False when the device ran out of memory (the
+    error, and the activations its traceback holds, are gone once this returns)."""
+    import torch
+
+    try:
+        for batch in batches:
+            fold_pass.forward_backward(batch, step_loss)
+    except torch.OutOfMemoryError:
+        return False
+    return True
 
 
 def _initial_weights(model, peft_config, seeds: Sequence[int], device) -> tuple[AdapterLayout, FoldWeights]:

@@ -159,7 +159,7 @@ def micro_batches(
     lines = pack_lines(lengths, capacity)
     fill = [sum(lengths[i] for i in line) for line in lines]
     batches, current, width = [], [], 0
-    for line, used in zip(lines, fill):
+    for line, used in zip(lines, fill, strict=True):
         if current and (len(current) + 1) * max(width, used) > max(micro_batch_tokens, capacity):
             batches.append(_build(step, rows, current, pad_id, width_multiple))
             current, width = [], 0

@@ -137,7 +137,8 @@ class PeftTrainer(LLMTrainerInterface):
             stats.attention,
         )
         return [
-            self._info(job, seed, fold, trained, seconds) for fold, (job, seed) in enumerate(zip(jobs, seeds))
+            self._info(job, seed, fold, trained, seconds)
+            for fold, (job, seed) in enumerate(zip(jobs, seeds, strict=True))
         ]
 
     def _info(
