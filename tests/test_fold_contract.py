@@ -13,7 +13,7 @@ from tst_bench.datasets import load_dataset
 from tst_bench.evaluator import FoldObservers, LLMEvaluator, bias_score, hand_device_to_trainer
 from tst_bench.executors.sequential import fold_groups
 from tst_bench.folds import make_fold_plan
-from tst_bench.memory import MemoryMonitor, MemoryProbe
+from tst_bench.memory import MemoryMonitor
 from tst_bench.models.resident import ResidentModel
 from tst_bench.predictors.base import LLMPredictorInterface
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
@@ -21,10 +21,12 @@ from tst_bench.predictors.pool import RayPredictorPool
 from tst_bench.predictors.trainable import TrainableLLMPredictor, TrainableLLMPredictorConfig
 from tst_bench.predictors.vllm import VLLMPredictor
 from tst_bench.rf.backend import RFPredictor, RFTrainer
-from tst_bench.schemas import DeviceMemory, LLMPredictionResult, LoRAAdapterInfo, TestInstance, TrainingDatum
+from tst_bench.schemas import LLMPredictionResult, LoRAAdapterInfo, TestInstance, TrainingDatum
 from tst_bench.trainers.base import LLMTrainerInterface, TrainingJob
 from tst_bench.trainers.llamafactory import LlamaFactoryTrainer
 from tst_bench.trainers.peft import PeftTrainer
+
+from .memory_support import ScriptedProbe
 
 PROBS = {"A": 0.4, "B": 0.3, "C": 0.2, "D": 0.1}
 
@@ -236,26 +238,12 @@ def test_the_sequential_executor_groups_folds_only_for_trainers_that_train_them_
     assert fold_groups([], together=True) == []
 
 
-class LevelProbe(MemoryProbe):
-    source = "nvml"
-
-    def __init__(self):
-        self.level = 0.0
-
-    @property
-    def devices(self) -> list[str]:
-        return ["cuda:0"]
-
-    def read(self) -> list[DeviceMemory]:
-        return [DeviceMemory(device="cuda:0", used_mib=self.level)]
-
-
 def test_memory_joins_each_overlapping_fold_s_result_under_its_own_key(records, plan, tmp_path):
     """What the Ray driver does: folds started and finished out of order, one attach step."""
     log: list = []
     evaluator = evaluator_of(RecordingPredictor(log), RecordingTrainer(log), records)
     results = {spec.key: evaluator.evaluate_fold(spec, tmp_path / spec.key) for spec in plan[:2]}
-    probe = LevelProbe()
+    probe = ScriptedProbe()
     with MemoryMonitor(probe, interval_s=3600) as monitor:
         observers = FoldObservers([monitor])
         probe.level = 100

@@ -10,7 +10,6 @@ from tst_bench.leak import LeakInjector
 from tst_bench.memory import (
     MemoryMonitor,
     MemoryNotReleased,
-    MemoryProbe,
     NvmlProbe,
     RssProbe,
     assert_memory_released,
@@ -18,6 +17,8 @@ from tst_bench.memory import (
     open_probe,
 )
 from tst_bench.schemas import DeviceMemory, FoldMemory
+
+from .memory_support import ScriptedProbe, reading
 
 UUIDS = ["GPU-aaaa-1111", "GPU-bbbb-2222", "GPU-abcd-3333"]
 
@@ -53,10 +54,6 @@ def test_cuda_visible_devices_is_read_as_cuda_reads_it(value, expected):
 )
 def test_visible_devices_map_to_nvml_devices_by_uuid(visible, expected):
     assert select_visible(UUIDS, visible) == expected
-
-
-def reading(used: float, device: str = "cuda:0") -> list[DeviceMemory]:
-    return [DeviceMemory(device=device, used_mib=used, total_mib=80_000)]
 
 
 def fold(before: float, peak: float, after: float) -> FoldMemory:
@@ -150,22 +147,6 @@ def test_monitor_records_the_peak_of_a_fold_and_what_stays():
     assert memory.samples > 2 and memory.interval_s == 0.01
     assert report.folds == {"r0_f0": memory} and report.source == "rss"
     assert report.check(256).ok
-
-
-class ScriptedProbe(MemoryProbe):
-    """Reads whatever level the test set last: the readings of a fold are known exactly."""
-
-    source = "nvml"
-
-    def __init__(self):
-        self.level = 0.0
-
-    @property
-    def devices(self) -> list[str]:
-        return ["cuda:0"]
-
-    def read(self) -> list[DeviceMemory]:
-        return reading(self.level)
 
 
 def used(readings: list[DeviceMemory]) -> float:
