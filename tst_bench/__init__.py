@@ -6,8 +6,7 @@ pull in torch, transformers or vLLM until they are used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy_exports import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -53,9 +52,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tst_bench' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

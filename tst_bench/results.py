@@ -13,7 +13,6 @@ from .registry import backend_spec
 from .schemas import (
     Baselines,
     FoldResult,
-    FoldSummary,
     LLMPredictionResult,
     QARecord,
     SampleResult,
@@ -86,7 +85,7 @@ def summarize(
         trainer=config.trainer,
         seed=config.seed,
         wall_s=wall_s,
-        folds=[FoldSummary(**fold.model_dump(exclude={"samples", "majority_answer"})) for fold in folds],
+        folds=[fold.summary() for fold in folds],
         config=config.to_dict(),
         feature_importances=mean_feature_importances(folds),
     )

@@ -191,13 +191,12 @@ class SamplePrediction(BaseModel):
     option_probs: dict[str, float] | None = None
 
 
-class FoldResult(BaseModel):
-    """Everything one fold produced; persisted as soon as the fold finishes."""
+class FoldSummary(BaseModel):
+    """One fold's outcome as result.json lists it: a FoldResult without its samples."""
 
     repeat: int
     fold: int
     score: float
-    majority_answer: dict[str, str]
     majority_score: float
     n_train: int
     n_test: int
@@ -205,23 +204,17 @@ class FoldResult(BaseModel):
     adapter_size_bytes: int = 0
     memory: FoldMemory | None = None
     worker: str | None = None
+
+
+class FoldResult(FoldSummary):
+    """Everything one fold produced; persisted as soon as the fold finishes."""
+
+    majority_answer: dict[str, str]
     samples: list[SamplePrediction]
     feature_importances: dict[str, float] | None = None
 
-
-class FoldSummary(BaseModel):
-    """A FoldResult without its samples, as listed in result.json."""
-
-    repeat: int
-    fold: int
-    score: float
-    majority_score: float
-    n_train: int
-    n_test: int
-    timings: FoldTimings
-    adapter_size_bytes: int = 0
-    memory: FoldMemory | None = None
-    worker: str | None = None
+    def summary(self) -> FoldSummary:
+        return FoldSummary(**self.model_dump(include=set(FoldSummary.model_fields)))
 
 
 ZeroShotStatus = Literal["scored", "skipped", "not applicable"]
