@@ -7,8 +7,8 @@ on a 2-core CPU; they get the `heavy` marker and run only with `--tst-full` (`ma
 Benchmarks that need a GPU are never heavy: they skip on a CPU and run by default on a GPU runner.
 
 Keys are `FILE::TEST` (every parametrization) or `FILE::TEST[ID]` (one of them). The session's
-OpenMP threads wait passively (see below), and the memory and speedup benchmarks get a smaller
-dataset on a CPU (`measurement_dataset`).
+OpenMP threads spin only briefly before they sleep (see below), and the memory and speedup
+benchmarks get a smaller dataset on a CPU (`measurement_dataset`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,17 @@ import pytest
 
 # OpenMP threads that wait by spinning hold their core; where more threads than cores are busy (a
 # shared CI runner, several jobs at once) every parallel region then waits for a descheduled
-# spinner. Measured on a loaded 2-core machine: two folds of the tiny model took 364 s with two
-# torch threads spinning, 35 s waiting passively (46 s on one thread). Set before torch loads its
-# OpenMP runtime; Ray workers and vLLM engine processes inherit it. An explicit setting wins.
-if "OMP_WAIT_POLICY" not in os.environ:
+# spinner, while threads that never spin pay a wake-up at every region. libgomp (torch's OpenMP)
+# spins GOMP_SPINCOUNT times before it sleeps. Measured on a 2-core machine, one 5-fold TsT of the
+# tiny model (600 rows idle; 160 rows beside two busy processes): libgomp's default spin 30.3 s idle,
+# 50.9 s loaded; OMP_WAIT_POLICY=PASSIVE 54.8 s idle, 24.0 s loaded; GOMP_SPINCOUNT=10000 26.5 s
+# idle, 32.6 s loaded. Set before torch loads its OpenMP runtime; Ray workers and vLLM engine
+# processes inherit it. An explicit setting of either wins.
+SPIN_BEFORE_SLEEP = "10000"
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     if "torch" in sys.modules:
-        warnings.warn("torch was loaded before benchmarks/conftest.py set OMP_WAIT_POLICY", stacklevel=1)
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        warnings.warn("torch was loaded before benchmarks/conftest.py set GOMP_SPINCOUNT", stacklevel=1)
+    os.environ["GOMP_SPINCOUNT"] = SPIN_BEFORE_SLEEP
 
 HEAVY = {
     "test_vllm_handoff.py::test_five_rebuilt_engines_do_not_grow_memory": "five vLLM engines built in turn",
