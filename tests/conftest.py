@@ -27,3 +27,13 @@ def sequential_run(tmp_path_factory):
     from .ray_support import sequential_reference
 
     return sequential_reference(tmp_path_factory.mktemp("sequential") / "run")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A private local Ray cluster (two logical GPUs, two CPUs) per test module that asks for it;
+    afterwards none of its processes may remain."""
+    from .ray_support import private_local_cluster
+
+    with private_local_cluster(num_gpus=2, num_cpus=2) as tmpdir:
+        yield tmpdir

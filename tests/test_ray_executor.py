@@ -20,7 +20,6 @@ from .ray_support import (
     cli,
     fold_workers,
     make_config,
-    private_local_cluster,
     private_ray_tmpdir,
     ray_env,
     run_killing_a_worker,
@@ -29,12 +28,6 @@ from .ray_support import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    with private_local_cluster(num_gpus=2, num_cpus=2) as tmpdir:
-        yield tmpdir
 
 
 def test_packed_workers_reproduce_the_sequential_run(ray_cluster, sequential_run, tmp_path):

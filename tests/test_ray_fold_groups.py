@@ -21,7 +21,6 @@ from .ray_support import (
     assert_same_run,
     fold_workers,
     make_config,
-    private_local_cluster,
     run_killing_a_worker,
 )
 
@@ -30,12 +29,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 KEYS = [f"r0_f{fold}" for fold in range(FOLDS)]
 FIRST_HALF, SECOND_HALF = KEYS[: FOLDS // 2], KEYS[FOLDS // 2 :]
 TOGETHER = {"executor": "ray", "workers": 2, "trainer_options": {**TRAINER_OPTIONS, "fold_batching": True}}
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    with private_local_cluster(num_gpus=2, num_cpus=2) as tmpdir:
-        yield tmpdir
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,9 @@ from tst_bench.predictors.pool import RayPredictorPool
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 
 from .engines import require_vllm
-from .ray_support import assert_same_predictions, private_local_cluster
+from .ray_support import assert_same_predictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    with private_local_cluster(num_gpus=2, num_cpus=2) as tmpdir:
-        yield tmpdir
 
 
 @pytest.fixture(scope="module")
