@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 #: Line widths on CUDA are multiples of this: SDPA's masked kernels copy unaligned masks.
 MASK_ALIGNMENT = 16
+#: Progress is logged this many times per pass, for passes of at least PROGRESS_MIN_STEPS steps.
+PROGRESS_REPORTS, PROGRESS_MIN_STEPS = 10, 50
+#: The CUDA allocator setting training runs under (see `_device_memory`).
+EXPANDABLE_SEGMENTS = "expandable_segments:{}"
 #: Model config attributes that post-process logits, which a labelled-positions loss would skip.
 LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
@@ -56,6 +61,24 @@ class TrainingStats:
     padded_tokens: int = 0
     seconds: float = 0.0
     attention: str = ""
+    #: CUDA only: the caching allocator's peaks over the pass, and how often it had to free its
+    #: cache and retry an allocation (each retry synchronises the device: a sign of a full cache).
+    peak_allocated_gib: float | None = None
+    peak_reserved_gib: float | None = None
+    allocation_retries: int | None = None
+
+    def summary(self) -> str:
+        rate = self.real_tokens / max(self.seconds, 1e-9)
+        text = (
+            f"{self.folds} fold(s), {self.steps} steps, {self.real_tokens:,} real tokens in"
+            f" {self.seconds:.1f}s ({rate:,.0f}/s), {self.attention} attention"
+        )
+        if self.peak_reserved_gib is not None:
+            text += (
+                f"; device memory peak {self.peak_allocated_gib:.1f} GiB allocated,"
+                f" {self.peak_reserved_gib:.1f} GiB reserved, {self.allocation_retries} allocation retries"
+            )
+        return text
 
 
 @dataclass
@@ -95,7 +118,7 @@ def train_folds(
     fold_pass = FoldPass(model, weights, routing, attention)
     loop = _Loop(examples, plan_steps(examples, seeds, recipe.batch_size, recipe.num_epochs), recipe, pad_id)
     loop.stats.attention = attention
-    with _training_context(model, weights, routing, attention):
+    with _training_context(model, weights, routing, attention), _device_memory(device, loop.stats):
         loop.run(fold_pass, optimizer, weights)
     return TrainedFolds(layout, weights, loop.final_losses(), loop.stats)
 
@@ -116,6 +139,7 @@ class _Loop:
         self.started = time.perf_counter()
 
     def run(self, fold_pass: FoldPass, optimizer: FoldAdamW, weights: FoldWeights) -> None:
+        report_every = max(1, len(self.steps) // PROGRESS_REPORTS)
         for number, step in enumerate(self.steps):
             step_loss = self._accumulate(fold_pass, step, weights)
             optimizer.step(step.active)
@@ -126,6 +150,21 @@ class _Loop:
             if (number + 1) % self.per_epoch == 0 and logger.isEnabledFor(logging.DEBUG):
                 epoch = (number + 1) // self.per_epoch
                 logger.debug("epoch %d/%d loss %s", epoch, self.recipe.num_epochs, step_loss.tolist())
+            if (number + 1) % report_every == 0 and len(self.steps) >= PROGRESS_MIN_STEPS:
+                self._report_progress(number + 1)
+
+    def _report_progress(self, done: int) -> None:
+        """A log line per tenth of the pass (host time only: nothing is read back from the device)."""
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / done * (len(self.steps) - done)
+        logger.info(
+            "training %d fold(s): step %d/%d, %.0fs elapsed, ~%.0fs left",
+            len(self.examples),
+            done,
+            len(self.steps),
+            elapsed,
+            left,
+        )
 
     def _accumulate(self, fold_pass: FoldPass, step: Step, weights: FoldWeights):
         """The step's gradients and per-fold loss, micro-batch by micro-batch. Out of device memory,
@@ -260,6 +299,34 @@ class FoldPass:
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
+
+
+@contextlib.contextmanager
+def _device_memory(device, stats: TrainingStats) -> Iterator[None]:
+    """On CUDA, a pass allocates in expandable segments and records the allocator's peaks. Why:
+    micro-batches of changing shapes fragment the caching allocator's fixed-size segments; a 7B
+    pass beside a sleeping vLLM engine reached the H200's limit (143.5 of 143.8 GB) where the same
+    pass alone allocates 55 GiB. The setting is process-wide and restored after the pass (a vLLM
+    engine process has its own); an `expandable_segments` in PYTORCH_CUDA_ALLOC_CONF is left as set."""
+    if device.type != "cuda":
+        yield
+        return
+    import torch
+
+    toggle = "expandable_segments" not in os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
+    retries = torch.cuda.memory_stats(device).get("num_alloc_retries", 0)
+    torch.cuda.reset_peak_memory_stats(device)
+    if toggle:
+        torch.cuda.memory._set_allocator_settings(EXPANDABLE_SEGMENTS.format("True"))
+    try:
+        yield
+    finally:
+        if toggle:
+            torch.cuda.memory._set_allocator_settings(EXPANDABLE_SEGMENTS.format("False"))
+        memory = torch.cuda.memory_stats(device)
+        stats.peak_allocated_gib = memory.get("allocated_bytes.all.peak", 0) / 2**30
+        stats.peak_reserved_gib = memory.get("reserved_bytes.all.peak", 0) / 2**30
+        stats.allocation_retries = memory.get("num_alloc_retries", 0) - retries
 
 
 @contextlib.contextmanager

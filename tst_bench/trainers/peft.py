@@ -126,16 +126,7 @@ class PeftTrainer(LLMTrainerInterface):
                     model, peft_config, trained.weights.fold_tensors(fold), job.output_dir, save_dtype
                 )
         seconds = time.perf_counter() - started
-        stats = trained.stats
-        logger.debug(
-            "trained %d adapter(s) in %.1fs: %d steps, %d real tokens (%.0f/s), %s attention",
-            len(jobs),
-            seconds,
-            stats.steps,
-            stats.real_tokens,
-            stats.real_tokens / max(stats.seconds, 1e-9),
-            stats.attention,
-        )
+        logger.info("trained in %.1fs: %s", seconds, trained.stats.summary())
         return [
             self._info(job, seed, fold, trained, seconds)
             for fold, (job, seed) in enumerate(zip(jobs, seeds, strict=True))
