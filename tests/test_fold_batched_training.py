@@ -30,7 +30,13 @@ from tst_bench.trainers.fold_lora import (
     tensor_key,
 )
 from tst_bench.trainers.fold_optim import FoldAdamW, Schedule
-from tst_bench.trainers.fold_training import FoldPass, FoldRecipe, train_folds
+from tst_bench.trainers.fold_training import (
+    PROGRESS_MIN_STEPS,
+    PROGRESS_REPORTS,
+    FoldPass,
+    FoldRecipe,
+    train_folds,
+)
 from tst_bench.trainers.packing import FILLER_SEGMENT, Example, Step, StepRow, micro_batches, plan_steps
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 from tst_bench.trainers.recipes import servable_lora
@@ -302,12 +308,12 @@ def two_folds(resident, records):
     return [encoded(trainer, records[:48]), encoded(trainer, records[48:96])], trainer._pad_id()
 
 
-def train_two_folds(resident, records, micro_batch_tokens):
+def train_two_folds(resident, records, micro_batch_tokens, batch_size=16, epochs=1):
     examples, pad_id = two_folds(resident, records)
     recipe = FoldRecipe(
         learning_rate=5e-3,
-        num_epochs=1,
-        batch_size=16,
+        num_epochs=epochs,
+        batch_size=batch_size,
         warmup_ratio=0.1,
         max_grad_norm=1.0,
         weight_decay=0.0,
@@ -343,6 +349,26 @@ def test_out_of_memory_with_one_row_per_micro_batch_is_a_clear_error(resident, r
         TsTRuntimeError, match=r"out of device memory with micro-batches of one \d+-token row"
     ):
         train_two_folds(resident, records, micro_batch_tokens=512)
+
+
+def progress_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "fold(s): step" in r.getMessage()]
+
+
+def test_a_long_pass_logs_its_progress_and_throughput(resident, records, caplog):
+    """A pass of one row per step over 2 epochs (96 steps) logs a line per tenth; a pass of a few
+    steps logs none; the end-of-pass summary has no device figures on a CPU."""
+    with caplog.at_level(logging.INFO, logger="tst_bench"):
+        trained = train_two_folds(resident, records, micro_batch_tokens=4096, batch_size=1, epochs=2)
+    assert trained.stats.steps == 96 >= PROGRESS_MIN_STEPS
+    assert len(progress_lines(caplog)) == PROGRESS_REPORTS
+    assert progress_lines(caplog)[-1].startswith("training 2 fold(s): step 90/96")
+    summary = trained.stats.summary()
+    assert f"{trained.stats.real_tokens:,} real tokens" in summary and "GiB" not in summary
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tst_bench"):
+        train_two_folds(resident, records, micro_batch_tokens=4096)
+    assert not progress_lines(caplog)
 
 
 def test_varlen_rows_attend_like_packed_lines(resident, records, monkeypatch):

@@ -30,8 +30,6 @@ logger = logging.getLogger(__name__)
 MASK_ALIGNMENT = 16
 #: Progress is logged this many times per pass, for passes of at least PROGRESS_MIN_STEPS steps.
 PROGRESS_REPORTS, PROGRESS_MIN_STEPS = 10, 50
-#: The CUDA allocator setting training runs under (see `_device_memory`).
-EXPANDABLE_SEGMENTS = "expandable_segments:{}"
 #: Model config attributes that post-process logits, which a labelled-positions loss would skip.
 LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
@@ -304,10 +302,12 @@ class FoldPass:
 @contextlib.contextmanager
 def _device_memory(device, stats: TrainingStats) -> Iterator[None]:
     """On CUDA, a pass allocates in expandable segments and records the allocator's peaks. Why:
-    micro-batches of changing shapes fragment the caching allocator's fixed-size segments; a 7B
-    pass beside a sleeping vLLM engine reached the H200's limit (143.5 of 143.8 GB) where the same
-    pass alone allocates 55 GiB. The setting is process-wide and restored after the pass (a vLLM
-    engine process has its own); an `expandable_segments` in PYTORCH_CUDA_ALLOC_CONF is left as set."""
+    micro-batches of changing shapes fragment the caching allocator's fixed-size segments. Beside a
+    sleeping vLLM engine on an H200, a 7B pass of 3 folds reached the device's limit (NVML 143.5 of
+    143.8 GB) at 60% of the benchmark's rate; in expandable segments it reserved 68.4 GiB for 68.0
+    allocated, with no allocation retries, at the benchmark's rate. The setting is process-wide and
+    restored after the pass (a vLLM engine process has its own allocator); an `expandable_segments`
+    in PYTORCH_CUDA_ALLOC_CONF is left as the user set it."""
     if device.type != "cuda":
         yield
         return
@@ -317,16 +317,24 @@ def _device_memory(device, stats: TrainingStats) -> Iterator[None]:
     retries = torch.cuda.memory_stats(device).get("num_alloc_retries", 0)
     torch.cuda.reset_peak_memory_stats(device)
     if toggle:
-        torch.cuda.memory._set_allocator_settings(EXPANDABLE_SEGMENTS.format("True"))
+        _expandable_segments(True)
     try:
         yield
     finally:
         if toggle:
-            torch.cuda.memory._set_allocator_settings(EXPANDABLE_SEGMENTS.format("False"))
+            _expandable_segments(False)
         memory = torch.cuda.memory_stats(device)
         stats.peak_allocated_gib = memory.get("allocated_bytes.all.peak", 0) / 2**30
         stats.peak_reserved_gib = memory.get("reserved_bytes.all.peak", 0) / 2**30
         stats.allocation_retries = memory.get("num_alloc_retries", 0) - retries
+
+
+def _expandable_segments(enabled: bool) -> None:
+    import torch
+
+    # Newer torch names the setter per accelerator and deprecates the CUDA-only one.
+    setter = getattr(torch._C, "_accelerator_setAllocatorSettings", None)
+    (setter or torch.cuda.memory._set_allocator_settings)(f"expandable_segments:{enabled}")
 
 
 @contextlib.contextmanager
