@@ -221,7 +221,6 @@ def run_trainer(model, per_fold: list[list[Example]], pad_id: int, **overrides):
     warm = [rows[:WARMUP_ROWS] for rows in per_fold]
     train_folds(model, peft_settings(), warm, seeds, recipe(**overrides), pad_id)
     torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
     trained = train_folds(model, peft_settings(), per_fold, seeds, recipe(**overrides), pad_id)
     stats = trained.stats
     return {
@@ -231,7 +230,7 @@ def run_trainer(model, per_fold: list[list[Example]], pad_id: int, **overrides):
         "micro_batches": stats.micro_batches,
         "padding_share": 1 - stats.real_tokens / max(1, stats.padded_tokens),
         "attention": stats.attention,
-        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_gib": stats.peak_allocated_gib,
     }
 
 

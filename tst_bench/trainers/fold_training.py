@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 MASK_ALIGNMENT = 16
 #: Progress is logged this many times per pass, for passes of at least PROGRESS_MIN_STEPS steps.
 PROGRESS_REPORTS, PROGRESS_MIN_STEPS = 10, 50
+#: Where torch reads allocator settings from the environment (the first is the older, CUDA-only name).
+ALLOCATOR_ENVIRONMENT = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")
 #: Model config attributes that post-process logits, which a labelled-positions loss would skip.
 LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
@@ -138,6 +140,7 @@ class _Loop:
 
     def run(self, fold_pass: FoldPass, optimizer: FoldAdamW, weights: FoldWeights) -> None:
         report_every = max(1, len(self.steps) // PROGRESS_REPORTS)
+        reporting = len(self.steps) >= PROGRESS_MIN_STEPS
         for number, step in enumerate(self.steps):
             step_loss = self._accumulate(fold_pass, step, weights)
             optimizer.step(step.active)
@@ -148,7 +151,7 @@ class _Loop:
             if (number + 1) % self.per_epoch == 0 and logger.isEnabledFor(logging.DEBUG):
                 epoch = (number + 1) // self.per_epoch
                 logger.debug("epoch %d/%d loss %s", epoch, self.recipe.num_epochs, step_loss.tolist())
-            if (number + 1) % report_every == 0 and len(self.steps) >= PROGRESS_MIN_STEPS:
+            if reporting and (number + 1) % report_every == 0:
                 self._report_progress(number + 1)
 
     def _report_progress(self, done: int) -> None:
@@ -307,13 +310,13 @@ def _device_memory(device, stats: TrainingStats) -> Iterator[None]:
     143.8 GB) at 60% of the benchmark's rate; in expandable segments it reserved 68.4 GiB for 68.0
     allocated, with no allocation retries, at the benchmark's rate. The setting is process-wide and
     restored after the pass (a vLLM engine process has its own allocator); an `expandable_segments`
-    in PYTORCH_CUDA_ALLOC_CONF is left as the user set it."""
+    in the environment (ALLOCATOR_ENVIRONMENT) is left as the user set it."""
     if device.type != "cuda":
         yield
         return
     import torch
 
-    toggle = "expandable_segments" not in os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
+    toggle = not any("expandable_segments" in os.environ.get(name, "") for name in ALLOCATOR_ENVIRONMENT)
     retries = torch.cuda.memory_stats(device).get("num_alloc_retries", 0)
     torch.cuda.reset_peak_memory_stats(device)
     if toggle:
