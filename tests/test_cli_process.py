@@ -2,6 +2,7 @@
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -27,6 +28,9 @@ import subprocess, sys
 grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 print("grandchild", grandchild.pid, flush=True)
 """
+
+
+SLEEPER = "import time; time.sleep(600)"
 
 
 def python(code):
@@ -78,6 +82,28 @@ def test_interrupt_stops_the_whole_process_group(tmp_path):
     finally:
         timer.cancel()
     assert gone(grandchild_pid(lines))
+
+
+def test_interrupt_while_the_child_starts_still_stops_it(tmp_path, monkeypatch):
+    """Ctrl-C after the fork but before Popen returns: the child must not be left running."""
+    children = []
+
+    class InterruptedWhileStarting(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            children.append(self.pid)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the signal is handled here, inside Popen's construction
+
+    monkeypatch.setattr(subprocess, "Popen", InterruptedWhileStarting)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_logged(python(SLEEPER), tmp_path / "log", dict(os.environ), tmp_path, 60)
+        assert gone(children[0])
+    finally:
+        for pid in children:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_leftovers_of_a_finished_command_are_stopped(tmp_path):

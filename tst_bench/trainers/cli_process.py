@@ -14,8 +14,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 
 LineCallback = Callable[[str], None]
 _LINE_BREAK = re.compile(rb"[\r\n]")
@@ -40,26 +41,53 @@ def run_logged(
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            list(command),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-        assert process.stdout is not None
-        pump = threading.Thread(target=_pump, args=(process.stdout, log, on_line), daemon=True)
-        pump.start()
+        process: subprocess.Popen | None = None
+        pump: threading.Thread | None = None
         try:
-            returncode = process.wait(timeout=timeout_s)
+            with _interrupt_held_while_starting():
+                process = subprocess.Popen(
+                    list(command),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,
+                )
+                assert process.stdout is not None
+                pump = threading.Thread(target=_pump, args=(process.stdout, log, on_line), daemon=True)
+                pump.start()
+            return process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise ProcessTimeout(f"{command[0]} ran past {timeout_s:g}s") from None
         finally:
-            stop_group(process, grace_s)  # on errors, Ctrl-C, and leftovers of a finished leader
-            pump.join(timeout=grace_s)
-        return returncode
+            if process is not None:
+                stop_group(process, grace_s)  # on errors, Ctrl-C, and leftovers of a finished leader
+            if pump is not None:
+                pump.join(timeout=grace_s)
+
+
+@contextlib.contextmanager
+def _interrupt_held_while_starting() -> Iterator[None]:
+    """Hold a Ctrl-C that comes while the child starts and raise it once the child is tracked.
+
+    A KeyboardInterrupt raised inside Popen (after the fork, before Popen returns) would leave
+    the child, in its own session, running with nobody to stop it. Python delivers signals to
+    the main thread only, so elsewhere there is nothing to hold.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[FrameType | None] = []
+    previous = signal.signal(signal.SIGINT, lambda _signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held and callable(previous):
+        previous(signal.SIGINT, held[0])
+    elif held and previous == signal.SIG_DFL:
+        raise KeyboardInterrupt
 
 
 def stop_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
