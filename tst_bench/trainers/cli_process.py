@@ -73,13 +73,15 @@ def _interrupt_held_while_starting() -> Iterator[None]:
 
     A KeyboardInterrupt raised inside Popen (after the fork, before Popen returns) would leave
     the child, in its own session, running with nobody to stop it. Python delivers signals to
-    the main thread only, so elsewhere there is nothing to hold.
+    the main thread only, so elsewhere there is nothing to hold; a handler installed outside
+    Python (getsignal gives None) could not be restored, so it is left in place.
     """
-    if threading.current_thread() is not threading.main_thread():
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None or threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[FrameType | None] = []
-    previous = signal.signal(signal.SIGINT, lambda _signum, frame: held.append(frame))
+    signal.signal(signal.SIGINT, lambda _signum, frame: held.append(frame))
     try:
         yield
     finally:
