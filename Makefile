@@ -67,25 +67,40 @@ bench: setup
 bench-full: setup
 	$(call run_pytest,benchmarks --tst-full)
 
-# A GPU runner: the gpu-marked tests and the GPU benchmarks, run by the Python that has CUDA torch
-# (not .venv, which is CPU-only), after `pip install 'tst-bench[vllm,ray,nvml]'` and LlamaFactory in
-# its own venv or folder (README, "GPU runs"). Output, JSON, run directories and the report go to
-# GPU_OUT; GPU_SELECT picks a part (e.g. GPU_SELECT='-k "not 7b"'). A missing engine fails here.
+# A GPU runner: everything a plain `pytest benchmarks` runs there (the GPU benchmarks included: they
+# skip only on a machine without CUDA), then the gpu-marked tests, run by the Python that has CUDA
+# torch (not .venv, which is CPU-only), after `pip install 'tst-bench[vllm,ray,nvml]'` and LlamaFactory
+# in its own venv or folder (README, "GPU runs"). Each part writes its log, JSON, run directories and
+# report into GPU_OUT/benchmarks and GPU_OUT/tests; GPU_SELECT adds pytest arguments to both (e.g.
+# GPU_SELECT='-k "not 7b"'). A missing engine fails here instead of skipping; so does a part that
+# collected no test.
 GPU_PYTHON ?= python3
 GPU_OUT ?= reports/gpu
-GPU_TESTS ?= tests benchmarks/test_vllm_handoff.py benchmarks/test_training_throughput.py
+GPU_BENCHMARKS ?= benchmarks
+GPU_TESTS ?= tests
 GPU_SELECT ?=
+GPU_PYTEST = TST_BENCH_REQUIRE_ENGINES=1 $(GPU_PYTHON) -m pytest -p no:cacheprovider -rsxXP --durations=20
+
+define gpu_part
+	mkdir -p $(GPU_OUT)/$(1)
+	( $(GPU_PYTEST) $(2) $(GPU_SELECT) --benchmark-json=$(GPU_OUT)/$(1)/benchmarks.json \
+	    --tst-results=$(GPU_OUT)/$(1)/runs --tst-report=$(GPU_OUT)/$(1)/report $(PYTEST_ARGS); \
+	  echo $$? > $(GPU_OUT)/$(1)/exit-code ) 2>&1 | tee $(GPU_OUT)/$(1)/pytest.log
+endef
 
 test-gpu:
-	mkdir -p $(GPU_OUT)
-	( TST_BENCH_REQUIRE_ENGINES=1 $(GPU_PYTHON) -m pytest $(GPU_TESTS) -m gpu $(GPU_SELECT) -p no:cacheprovider \
-	    -rsP --durations=20 --benchmark-json=$(GPU_OUT)/benchmarks.json --tst-results=$(GPU_OUT)/runs \
-	    --tst-report=$(GPU_OUT)/report $(PYTEST_ARGS); echo $$? > $(GPU_OUT)/exit-code ) 2>&1 | tee $(GPU_OUT)/pytest.log
-	@rc=$$(cat $(GPU_OUT)/exit-code); if [ "$$rc" -eq 5 ]; then echo "no GPU tests collected" >&2; exit 1; fi; exit $$rc
+	$(call gpu_part,benchmarks,$(GPU_BENCHMARKS))
+	$(call gpu_part,tests,$(GPU_TESTS) -m gpu)
+	@status=0; for part in benchmarks tests; do rc=$$(cat $(GPU_OUT)/$$part/exit-code); \
+	  if [ "$$rc" -eq 5 ]; then echo "GPU $$part: no tests collected" >&2; status=1; \
+	  elif [ "$$rc" -ne 0 ]; then echo "GPU $$part: pytest exit $$rc" >&2; status=1; fi; done; exit $$status
 
+# pyright (standard mode, [tool.pyright] in pyproject.toml) over tst_bench/, benchmarks/ and tests/:
+# GPU-only code is type-checked here, where CI runs, although only a GPU runs it.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .

@@ -107,11 +107,12 @@ def baseline_mib(out: Path, probe: NvmlProbe) -> dict[str, float]:
 def ray_case(out: Path, probe: NvmlProbe, before: dict[str, float], **overrides) -> dict:
     """One Ray run in this process: wall time, peak memory, and memory after the pool is gone."""
     sampler = PeakSampler(probe)
-    sampler.start(probe.read())
+    sampler.open(["run"])
     try:
         run = run_tst(config(out, executor="ray", **overrides), overwrite=True, progress=False)
     finally:
-        peak = sampler.stop(probe.read())
+        window, _ = sampler.close("run")
+    peak = window.peak
     after = settle_to(probe, before)
     workers = sorted({fold.worker or "" for fold in run.folds})
     return {

@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tst_bench.evaluator import FoldObserver
+
 DATASET = "synthetic:shortcut?rows=120&seed=3"
 FOLDS = 6
 TRAINER_OPTIONS = {"num_epochs": 2}
@@ -181,7 +183,7 @@ def assert_same_predictions(got, expected, tolerance: float = 1e-5) -> None:
             assert abs(left.option_probs[label] - prob) <= tolerance, (left.instance_id, label)
 
 
-class RecordingObserver:
+class RecordingObserver(FoldObserver):
     """Notes the fold events the driver reports."""
 
     def __init__(self):

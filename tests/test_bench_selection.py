@@ -52,7 +52,8 @@ def benchmarks_conftest():
 
 
 def test_every_heavy_entry_names_a_collected_benchmark(collected_benchmarks):
-    HEAVY = benchmarks_conftest().HEAVY
+    conftest = benchmarks_conftest()
     ids = {line.split("/", 1)[1] for line in collected_benchmarks}
     names = ids | {test_id.split("[", 1)[0] for test_id in ids}
-    assert sorted(set(HEAVY) - names) == [], "HEAVY lists benchmarks that no longer exist"
+    assert sorted(set(conftest.HEAVY) - names) == [], "HEAVY lists benchmarks that no longer exist"
+    assert sorted(set(conftest.HEAVY_ON_GPU) - ids) == [], "HEAVY_ON_GPU lists cases that no longer exist"

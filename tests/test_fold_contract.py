@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tst_bench.datasets import load_dataset
-from tst_bench.evaluator import FoldObservers, LLMEvaluator, bias_score, hand_device_to_trainer
-from tst_bench.executors.sequential import fold_groups
+from tst_bench.evaluator import FoldObserver, FoldObservers, LLMEvaluator, bias_score, hand_device_to_trainer
+from tst_bench.executors.base import training_passes
 from tst_bench.folds import make_fold_plan
 from tst_bench.memory import MemoryMonitor
 from tst_bench.models.resident import ResidentModel
@@ -90,7 +90,7 @@ class RecordingTrainer(LLMTrainerInterface):
         return super().train_many(jobs)
 
 
-class RecordingObserver:
+class RecordingObserver(FoldObserver):
     def __init__(self, log: list):
         self.log = log
 
@@ -232,10 +232,12 @@ def test_kept_adapters_stay_on_disk(records, plan, tmp_path):
     assert (tmp_path / "r0_f0" / "adapter_model.safetensors").exists()
 
 
-def test_the_sequential_executor_groups_folds_only_for_trainers_that_train_them_together(plan):
-    assert fold_groups(plan, together=False) == [[spec] for spec in plan]
-    assert fold_groups(plan, together=True) == [list(plan)]
-    assert fold_groups([], together=True) == []
+def test_passes_hold_one_fold_unless_the_trainer_trains_folds_together(plan):
+    assert training_passes(plan, folds_per_pass=1) == [(spec,) for spec in plan]
+    assert training_passes(plan, folds_per_pass=None) == [tuple(plan)]
+    assert [len(p) for p in training_passes(plan[:5], folds_per_pass=2)] == [2, 2, 1]
+    assert [len(p) for p in training_passes(plan[:4], folds_per_pass=3)] == [2, 2]  # balanced
+    assert training_passes([], folds_per_pass=None) == []
 
 
 def test_memory_joins_each_overlapping_fold_s_result_under_its_own_key(records, plan, tmp_path):
@@ -247,9 +249,9 @@ def test_memory_joins_each_overlapping_fold_s_result_under_its_own_key(records, 
     with MemoryMonitor(probe, interval_s=3600) as monitor:
         observers = FoldObservers([monitor])
         probe.level = 100
-        observers.started(plan[0])
+        observers.started(plan[:1])
         probe.level = 200
-        observers.started(plan[1])
+        observers.started(plan[1:2])
         probe.level = 300
         first = observers.finished(plan[0], results["r0_f0"])
         probe.level = 250

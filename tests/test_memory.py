@@ -18,7 +18,7 @@ from tst_bench.memory import (
 )
 from tst_bench.schemas import DeviceMemory, FoldMemory
 
-from .memory_support import ScriptedProbe, reading
+from .memory_support import ScriptedProbe, reading, run_in_passes
 
 UUIDS = ["GPU-aaaa-1111", "GPU-bbbb-2222", "GPU-abcd-3333"]
 
@@ -235,3 +235,44 @@ def test_nvml_probe_sees_a_cuda_allocation_on_the_right_device():
     assert during.total_mib == pytest.approx(gpus[0].total_mib)
     if during.process_mib is not None:  # NVML lists this process (not inside every container)
         assert during.process_mib >= 1000
+
+
+@pytest.mark.parametrize("leak_per", ["fold", "pass"])
+def test_a_leak_in_a_later_training_pass_fails_the_check(leak_per):
+    """Folds trained together start together: their leaks are in place before any of them is
+    measured, so the check compares passes (the CUDA failure: one pass, leaks inside warm-up)."""
+    clean = run_in_passes(folds=4, folds_per_pass=2, warmup_mib=650).check(256)
+    assert clean.ok and clean.passes == 2
+    leaky = run_in_passes(folds=4, folds_per_pass=2, leak_mib=512, leak_per=leak_per).check(256)
+    assert not leaky.ok
+    assert [row.ok for row in leaky.rows] == [True, True, False, False]  # the second pass's folds
+    assert {row.baseline_mib for row in leaky.rows[2:]} == {leaky.rows[1].after_mib}
+
+
+def test_the_folds_of_a_pass_share_one_before_reading_and_its_steady_state():
+    report = run_in_passes(folds=4, folds_per_pass=2, leak_mib=100, leak_per="fold")
+    befores = [used(memory.before) for memory in report.folds.values()]
+    assert befores[0] == befores[1] and befores[2] == befores[3]
+    assert [memory.training_pass for memory in report.folds.values()] == ["r0_f0", "r0_f0", "r0_f2", "r0_f2"]
+
+
+def test_one_pass_is_held_only_to_the_warm_up_allowance_and_says_so():
+    one_pass = run_in_passes(folds=2, folds_per_pass=None, leak_mib=512, leak_per="fold").check(256)
+    assert one_pass.ok and one_pass.passes == 1  # 1,024 MiB kept: within the warm-up allowance
+    assert "trained in one pass, so only the warm-up allowance (1024 MiB) was checked" in one_pass.message()
+    one_by_one = run_in_passes(folds=2, folds_per_pass=1, leak_mib=512, leak_per="fold").check(256)
+    assert not one_by_one.ok and one_by_one.passes == 2
+    assert "only the warm-up allowance" not in one_by_one.message()
+
+
+def test_a_pass_leak_is_kept_once_per_pass():
+    pytest.importorskip("torch")
+    leak = LeakInjector(64, device="cpu", per="pass")
+    specs = [FoldSpec(0, index, 2, (), ()) for index in range(2)]
+    leak.pass_started(specs)
+    for spec in specs:
+        leak.fold_started(spec)
+    assert leak.leaked_mib == 64
+    leak.release()
+    with pytest.raises(ValueError, match="per fold or per pass"):
+        LeakInjector(64, per="step")  # type: ignore[arg-type]

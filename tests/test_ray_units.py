@@ -14,7 +14,8 @@ from tst_bench.cluster.resources import plan_workers
 from tst_bench.config import RunConfig
 from tst_bench.engine import check_run
 from tst_bench.errors import InputError, TsTRuntimeError
-from tst_bench.executors.ray import fold_groups
+from tst_bench.executors.base import training_passes
+from tst_bench.executors.ray import warn_if_packed_workers_batch_folds
 from tst_bench.folds import FoldSpec
 from tst_bench.predictors.pool import RayPredictorPool, RayPredictorPoolConfig, split_pool_options
 
@@ -35,11 +36,25 @@ def specs(count: int) -> list[FoldSpec]:
 
 def test_folds_go_one_per_dispatch_unless_the_trainer_trains_them_together():
     pending = specs(5)
-    assert fold_groups(pending, 2, together=False) == [(spec,) for spec in pending]
-    together = fold_groups(pending, 2, together=True)
+    assert training_passes(pending, 1, parts=2) == [(spec,) for spec in pending]
+    together = training_passes(pending, None, parts=2)
     assert [[s.fold for s in group] for group in together] == [[0, 1, 2], [3, 4]]  # one group per worker
-    assert [len(group) for group in fold_groups(pending[:2], 4, together=True)] == [1, 1]
-    assert fold_groups([], 3, together=True) == []
+    assert [len(group) for group in training_passes(pending[:2], None, parts=4)] == [1, 1]
+    assert [len(group) for group in training_passes(pending, 2, parts=2)] == [2, 2, 1]  # capped
+    assert training_passes([], None, parts=3) == []
+
+
+@pytest.mark.parametrize(
+    ("gpus_per_worker", "folds_per_pass", "warns"),
+    [(0.5, None, True), (0.25, 2, True), (0.5, 1, False), (1.0, None, False), (0.0, None, False)],
+)
+def test_packed_workers_warn_when_the_trainer_batches_folds(caplog, gpus_per_worker, folds_per_pass, warns):
+    warn_if_packed_workers_batch_folds(gpus_per_worker, folds_per_pass)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert bool(warned) is warns
+    if warns:
+        assert f"{round(1 / gpus_per_worker)} fold workers share each GPU" in warned[0]
+        assert "--workers-per-gpu 1" in warned[0] and "162 s" in warned[0]
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ Everything one fold does happens here, whichever executor runs it:
 
 Predictors see prompts only: they return predictions and option (log-)probabilities, and s(x)
 is computed here from those and the record's answer (`bias_score`). Fold observers (the memory
-monitor) open a window before a fold's training and close it after its clean-up;
-`FoldObservers.finished` is the one place what they measured joins a FoldResult.
+monitor, observers.py) hear of each training pass and fold before training and close each fold's
+window after its clean-up; `FoldObservers.finished` is where what they measured joins a FoldResult.
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
 
 from .datasets.prompts import to_test_instance, to_training_datum
 from .folds import FoldSpec
 from .metrics import score_answer
 from .models.resident import free_memory
+from .observers import FoldObserver, FoldObservers
 from .predictors.base import LLMPredictorInterface
 from .predictors.trainable import TrainableLLMPredictor
 from .schemas import (
-    FoldMemory,
     FoldResult,
     FoldTimings,
     LLMPredictionResult,
@@ -46,45 +45,6 @@ logger = logging.getLogger(__name__)
 
 FoldCallback = Callable[[FoldResult], None]
 AdapterDir = Callable[[FoldSpec], Path]
-
-
-class FoldObserver(Protocol):
-    """Watches folds from outside the model code (the memory monitor is one)."""
-
-    def fold_started(self, spec: FoldSpec) -> None: ...
-
-    def fold_finished(self, spec: FoldSpec) -> FoldMemory | None:
-        """Called after the fold's clean-up; may return what it measured."""
-
-
-class FoldObservers:
-    """A run's fold observers, called in order around each fold.
-
-    In-process the evaluator calls them; under Ray the driver does, around the remote call. Either
-    way `finished` attaches the measured memory to the fold's result.
-    """
-
-    def __init__(self, observers: Sequence[FoldObserver] = ()):
-        self.observers = list(observers)
-
-    def started(self, spec: FoldSpec) -> None:
-        for observer in self.observers:
-            observer.fold_started(spec)
-
-    def finished(self, spec: FoldSpec, result: FoldResult) -> FoldResult:
-        """After the fold's clean-up: its result with the memory the observers measured."""
-        memory = self._close(spec)
-        return result if memory is None else result.model_copy(update={"memory": memory})
-
-    def abandoned(self, spec: FoldSpec) -> None:
-        """The fold failed (or its worker died): close what watches it; it has no result."""
-        self._close(spec)
-
-    def _close(self, spec: FoldSpec) -> FoldMemory | None:
-        memory = None
-        for observer in self.observers:
-            memory = observer.fold_finished(spec) or memory
-        return memory
 
 
 def hand_device_to_trainer(predictor: LLMPredictorInterface, trainer: LLMTrainerInterface) -> None:
@@ -156,8 +116,7 @@ class LLMEvaluator:
         """Train the folds' adapters in one `train_many` call, then load, score and clean up each
         fold in turn, handing its FoldResult to `on_result` (which persists it) before the next."""
         self.trainer.prepare()
-        for spec in specs:
-            self.observers.started(spec)
+        self.observers.started(specs)
         unfinished = list(specs)
         adapters: list[LoRAAdapterInfo] = []
         try:

@@ -156,6 +156,9 @@ class FoldMemory(BaseModel):
     #: the peak sampler's period and how many readings the peak is the maximum of
     interval_s: float | None = None
     samples: int | None = None
+    #: the training pass this fold's adapter came out of (the key of its first fold): folds of one
+    #: pass start together, so the clean-up check compares passes, not folds inside one
+    training_pass: str | None = None
 
 
 class FoldTimings(BaseModel):

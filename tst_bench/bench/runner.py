@@ -16,7 +16,7 @@ from typing import Any
 from ..config import RunConfig
 from ..engine import TsTRun, run_tst
 from ..hardware import GpuDevice, describe_hardware
-from ..leak import LeakInjector
+from ..leak import LeakInjector, LeakUnit
 from ..memory import MemoryMonitor, describe_source, open_probe
 from .recording import SessionRecords, headline, safe_name, write_record
 from .settings import TsTSettings, run_config
@@ -54,11 +54,13 @@ class TsTRunner:
         root = self.settings.results / safe_name(self.nodeid) if self.settings.results else self.workdir
         return root / f"run{len(self.runs)}"
 
-    def __call__(self, leak_mib: float | None = None, **overrides: Any) -> TsTRun:
+    def __call__(
+        self, leak_mib: float | None = None, leak_per: LeakUnit = "fold", **overrides: Any
+    ) -> TsTRun:
         leak_mib = self.settings.inject_leak if leak_mib is None else leak_mib
         config = self.config(**overrides)
         config = replace(config, out=self.run_dir())
-        leak = LeakInjector(leak_mib, config.device) if leak_mib else None
+        leak = LeakInjector(leak_mib, config.device, per=leak_per) if leak_mib else None
         monitor = MemoryMonitor(open_probe(self.gpus))
         observers = [monitor, leak] if leak else [monitor]  # the monitor reads "before" ahead of the leak
         try:
@@ -70,10 +72,10 @@ class TsTRunner:
                 leak.release()
         run = replace(run, memory=report, memory_tolerance_mib=self.settings.memory_tolerance_mib)
         self.runs.append(run)
-        self._record(run, leak_mib)
+        self._record(run, leak_mib, leak_per)
         return run
 
-    def _record(self, run: TsTRun, leak_mib: float) -> None:
+    def _record(self, run: TsTRun, leak_mib: float, leak_per: LeakUnit) -> None:
         record = run_record(run, describe_hardware(), leak_mib)
         extra_info = self._extra_info()
         if extra_info is not None:
@@ -85,7 +87,7 @@ class TsTRunner:
         assert run.memory is not None
         lines = [headline(self.nodeid, run.result, run.seconds), describe_source(run.memory)]
         if leak_mib:
-            lines.append(f"deliberate leak: {leak_mib:g} MiB kept alive per fold")
+            lines.append(f"deliberate leak: {leak_mib:g} MiB kept alive per {leak_per}")
         self.records.runs.append("\n".join([*lines, check.message()]))
 
 

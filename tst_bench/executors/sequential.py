@@ -10,7 +10,7 @@ from ..evaluator import AdapterDir, FoldObserver, LLMEvaluator
 from ..folds import FoldSpec
 from ..models import ModelSource
 from ..schemas import LLMPredictionResult, QARecord
-from .base import FoldCallback, FoldExecutor
+from .base import FoldCallback, FoldExecutor, training_passes
 
 
 class SequentialExecutor(FoldExecutor):
@@ -29,16 +29,8 @@ class SequentialExecutor(FoldExecutor):
         return self.evaluator.zero_shot()
 
     def run(self, pending: Sequence[FoldSpec], on_result: FoldCallback) -> None:
-        for group in fold_groups(pending, self.evaluator.trainer.trains_folds_together):
+        for group in training_passes(pending, self.evaluator.trainer.folds_per_pass):
             self.evaluator.evaluate_group(group, self.adapter_dir, on_result)
 
     def close(self) -> None:
         self.evaluator.close()
-
-
-def fold_groups(pending: Sequence[FoldSpec], together: bool) -> list[list[FoldSpec]]:
-    """One group per fold, or every pending fold in one group when the trainer trains folds
-    together; each fold is still scored and persisted on its own, so a rerun resumes per fold."""
-    if together:
-        return [list(pending)] if pending else []
-    return [[spec] for spec in pending]

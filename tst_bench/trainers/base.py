@@ -30,6 +30,12 @@ class LLMTrainerInterface(ABC):
     #: of folds per worker.
     trains_folds_together: bool = False
 
+    @property
+    def folds_per_pass(self) -> int | None:
+        """Most folds one `train_many` pass takes (None: every pending fold); 1 unless the trainer
+        `trains_folds_together`. Executors split pending folds into passes of this size."""
+        return None if self.trains_folds_together else 1
+
     @abstractmethod
     def train(
         self, training_data: Sequence[TrainingDatum], output_dir: Path, seed: int | None = None

@@ -52,6 +52,9 @@ class PeftTrainerConfig(ModelOptions):
     #: (same results). `auto`: together on CUDA, where it fills the GPU; one by one on a CPU,
     #: where compute, not launches, is the cost and longer packed lines make it ~10% slower.
     fold_batching: bool | str = "auto"
+    #: Most folds one pass trains together (`auto`: every pending fold); more passes mean more
+    #: memory checkpoints between them (the clean-up check compares passes) and less memory per pass.
+    folds_per_pass: int | str = "auto"
     #: Most tokens (lines x longest line) in one forward pass; a step of more is split, same result.
     micro_batch_tokens: int = 16384
     #: How packed rows attend: `packed` (masked SDPA), `varlen` (CUDA flash varlen), `auto`.
@@ -91,6 +94,12 @@ class PeftTrainer(LLMTrainerInterface):
             else config.fold_batching
         )
         self.trains_folds_together = bool(wanted) and config.lora_dropout == 0
+
+    @property
+    def folds_per_pass(self) -> int | None:
+        if not self.trains_folds_together:
+            return 1
+        return None if self.config.folds_per_pass == "auto" else int(self.config.folds_per_pass)
 
     def prepare(self) -> None:
         self.resident.model  # noqa: B018 - loads the base model that stays resident for the run
@@ -190,6 +199,12 @@ class PeftTrainer(LLMTrainerInterface):
 def _check_config(config: PeftTrainerConfig) -> None:
     if config.fold_batching not in (True, False, "auto"):
         raise InputError(f"fold_batching={config.fold_batching!r}: use true, false or auto")
+    if config.folds_per_pass != "auto" and (
+        isinstance(config.folds_per_pass, bool)
+        or not isinstance(config.folds_per_pass, int)
+        or config.folds_per_pass < 1
+    ):
+        raise InputError(f"folds_per_pass={config.folds_per_pass!r}: use auto or a positive number")
     if config.attention not in ATTENTION_MODES:
         raise InputError(f"attention={config.attention!r}: use one of {', '.join(ATTENTION_MODES)}")
     if config.adapter_dtype not in ADAPTER_DTYPES:
