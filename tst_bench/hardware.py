@@ -80,6 +80,11 @@ def nvml_status() -> NvmlStatus:
         release_nvml()
 
 
+def nvml_mib(value: float | str | bytes) -> float:
+    """A byte count from NVML in MiB (pynvml types its fields loosely)."""
+    return float(value) / MIB
+
+
 def text(value: str | bytes) -> str:
     """NVML strings: str from current pynvml, bytes from old releases."""
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -165,7 +170,7 @@ def discover_gpus() -> tuple[GpuDevice, ...]:
                     nvml_index=nvml_index,
                     uuid=uuids[nvml_index],
                     name=text(pynvml.nvmlDeviceGetName(handle)),
-                    total_mib=pynvml.nvmlDeviceGetMemoryInfo(handle).total / MIB,
+                    total_mib=nvml_mib(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
                 )
             )
         return tuple(align_with_torch(devices))

@@ -25,7 +25,16 @@ from typing import Literal
 from pydantic import BaseModel
 
 from .folds import FoldSpec
-from .hardware import MIB, GpuDevice, discover_gpus, nvml, nvml_status, release_nvml, total_memory_mib
+from .hardware import (
+    MIB,
+    GpuDevice,
+    discover_gpus,
+    nvml,
+    nvml_mib,
+    nvml_status,
+    release_nvml,
+    total_memory_mib,
+)
 from .observers import FoldObserver
 from .schemas import DeviceMemory, FoldMemory
 
@@ -84,8 +93,8 @@ class NvmlProbe(MemoryProbe):
             readings.append(
                 DeviceMemory(
                     device=gpu.label,
-                    used_mib=info.used / MIB,
-                    total_mib=info.total / MIB,
+                    used_mib=nvml_mib(info.used),
+                    total_mib=nvml_mib(info.total),
                     process_mib=self._process_mib(handle),
                     uuid=gpu.uuid,
                 )

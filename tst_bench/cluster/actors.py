@@ -131,7 +131,8 @@ class ActorPool:
     ):
         import ray
 
-        self._remote = ray.remote(body).options(**resources.actor_options())
+        # Ray types ActorClass.options as returning a plain function; it returns the actor class
+        self._remote: Any = ray.remote(body).options(**resources.actor_options())
         self.args = tuple(args)
         self.resources = resources
         self.start_timeout_s = start_timeout_s

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ class ClusterLease:
         return ray.get_runtime_context().gcs_address
 
     @property
-    def resources(self) -> dict[str, float]:
+    def resources(self) -> Mapping[str, float]:
         import ray
 
         return ray.cluster_resources()
@@ -153,8 +154,10 @@ def _connect(options: ClusterOptions) -> None:
                 include_dashboard=False,
                 log_to_driver=True,
             )
-            _Connection.session_dir = context.address_info["session_dir"]
-            _Connection.reaper = _start_reaper(_Connection.session_dir)
+            # ray.init is typed as returning BaseContext; a local start returns a RayContext
+            session_dir: str = context.address_info["session_dir"]  # pyright: ignore[reportAttributeAccessIssue]
+            _Connection.session_dir = session_dir
+            _Connection.reaper = _start_reaper(session_dir)
             logger.info("started a local Ray cluster: %s", resource_summary(ray.cluster_resources()))
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise TsTRuntimeError(

@@ -7,6 +7,7 @@ GPU; without GPUs (or with `use_gpus` off) the workers split the CPUs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,5 +80,5 @@ def _share(value: float) -> float:
     return math.floor(value * 100) / 100
 
 
-def resource_summary(resources: dict[str, float]) -> str:
+def resource_summary(resources: Mapping[str, float]) -> str:
     return ", ".join(f"{resources.get(name, 0):g} {name}" for name in ("CPU", "GPU"))

@@ -96,7 +96,7 @@ def random_model(name: str, device: str = "cpu"):
         num_key_value_heads=shape.num_key_value_heads,
         max_position_embeddings=4096,
         tie_word_embeddings=shape.tie_word_embeddings,
-        rope_theta=shape.rope_theta,
+        rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
         pad_token_id=tokenizer_config["pad_token_id"],
         bos_token_id=tokenizer_config["bos_token_id"],
         eos_token_id=tokenizer_config["eos_token_id"],
@@ -109,7 +109,7 @@ def random_model(name: str, device: str = "cpu"):
         if shape.build_on_gpu:  # initialised in bf16: an fp32 copy of 7B parameters is 30 GB
             torch.set_default_dtype(torch.bfloat16)
         with torch.device(device):
-            return Qwen2ForCausalLM(config).to(torch.bfloat16)
+            return Qwen2ForCausalLM(config).bfloat16()
     finally:
         torch.set_default_dtype(default_dtype)
         torch.random.set_rng_state(state)

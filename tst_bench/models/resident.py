@@ -94,7 +94,8 @@ class ResidentModel:
             model = AutoModelForCausalLM.from_pretrained(
                 self.source.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
             )
-            self._model = model.to(self.device).eval()
+            # transformers wraps Module.to with functools.wraps, which pyright reads as unbound
+            self._model = model.to(self.device).eval()  # pyright: ignore[reportArgumentType]
         return self._model
 
     @model.setter

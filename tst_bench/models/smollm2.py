@@ -40,14 +40,14 @@ def _convert(directory: Path) -> None:
     source = gguf_path()
     folder, name = str(source.parent), source.name
     try:
-        import gguf  # noqa: F401  (transformers needs it to read the file)
+        import gguf  # noqa: F401  # pyright: ignore[reportMissingImports]  (optional: transformers reads the file with it)
     except ImportError:
         raise InputError(f"converting SmolLM2 needs the gguf package: {INSTALL_HINT}") from None
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     config = AutoConfig.from_pretrained(folder, gguf_file=name)
     if hasattr(config, "quantization_config"):
-        del config.quantization_config
+        delattr(config, "quantization_config")
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config

@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InputError, TsTRuntimeError
 from ..hardware import MIB, discover_gpus
@@ -44,6 +44,10 @@ from .prompting import choice_token_ids, encode_prompt
 from .vllm_canary import CANARY_PROMPTS, CANARY_TOKENS, SleepCanary, default_tolerance
 from .vllm_engine import VLLMEngine, sleep_mode_available, vllm_platform
 from .vllm_sizing import GIB, EngineMemoryPlan, plan_engine_memory
+
+if TYPE_CHECKING:
+    from vllm.logprobs import Logprob
+    from vllm.outputs import RequestOutput
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +247,7 @@ class VLLMPredictor(PromptScoringPredictor):
         requests = [TokensPrompt(prompt_token_ids=list(prompt)) for prompt in prompts]
         outputs = llm.generate(requests, params, lora_request=None, use_tqdm=False)
         return [
-            {token: float(value.logprob) for token, value in output.outputs[0].logprobs[0].items()}
+            {token: float(value.logprob) for token, value in first_token_logprobs(output).items()}
             for output in outputs
         ]
 
@@ -271,7 +275,7 @@ class VLLMPredictor(PromptScoringPredictor):
         for instance, output in zip(instances, outputs, strict=True):
             choices = tuple(instance.choices or ())
             ids = by_choices[choices][0]
-            logprobs = output.outputs[0].logprobs[0]
+            logprobs = first_token_logprobs(output)
             results.append(
                 {choice: float(logprobs[i].logprob) for choice, i in zip(choices, ids, strict=True)}
             )
@@ -298,7 +302,7 @@ class VLLMPredictor(PromptScoringPredictor):
         self.canary.choose(token_ids)
         return [TokensPrompt(prompt_token_ids=ids) for ids in token_ids]
 
-    def _generate(self, prompts: list, params) -> list:
+    def _generate(self, prompts: list, params) -> list[RequestOutput]:
         if self._lora is None and self._stale_lm_head_lora:
             logger.warning(
                 "base-model predictions after an lm_head LoRA: rebuilding the vLLM CPU engine, whose"
@@ -419,3 +423,11 @@ def check_servable(path: Path, max_lora_rank: int) -> list[str]:
         )
     targets = adapter.get("target_modules") or []
     return [targets] if isinstance(targets, str) else list(targets)
+
+
+def first_token_logprobs(output: RequestOutput) -> dict[int, Logprob]:
+    """The log-probabilities vLLM returned for the first generated token (the request asked for them)."""
+    logprobs = output.outputs[0].logprobs
+    if not logprobs:
+        raise TsTRuntimeError(f"vLLM returned no log-probabilities for request {output.request_id}")
+    return logprobs[0]

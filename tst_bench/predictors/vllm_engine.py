@@ -27,9 +27,12 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TsTRuntimeError
+
+if TYPE_CHECKING:
+    from vllm import LLM
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class VLLMEngine:
         self.sleep_level = SLEEP_LEVEL
         self.builds = 0
         self.asleep = False
-        self._llm: Any = None
+        self._llm: LLM | None = None
         self._processes: list = []
         self._events: dict[str, float] = {}
 
@@ -79,12 +82,12 @@ class VLLMEngine:
         events, self._events = self._events, {}
         return events
 
-    def llm(self):
+    def llm(self) -> LLM:
         """The engine, built or woken up first if needed."""
         if self._llm is None:
-            self._build()
+            self._llm = self._build()
         elif self.asleep:
-            self._wake_up()
+            self._wake_up(self._llm)
         return self._llm
 
     def sleep(self) -> bool:
@@ -99,11 +102,11 @@ class VLLMEngine:
             logger.info("vLLM engine asleep in %.1fs (level %d)", seconds, self.sleep_level)
         return True
 
-    def _wake_up(self) -> None:
+    def _wake_up(self, llm: LLM) -> None:
         started = time.perf_counter()
         hand_back_cached_device_memory()
         try:
-            self._llm.wake_up()
+            llm.wake_up()
         except Exception as error:  # out of device memory, a dead engine core: say what failed
             raise TsTRuntimeError(
                 f"the vLLM engine for {self.engine_args.get('model')} could not wake up:"
@@ -135,7 +138,7 @@ class VLLMEngine:
         self._processes = []
         logger.info("vLLM engine shut down in %.1fs", self._count("engine_teardown", started))
 
-    def _build(self) -> None:
+    def _build(self) -> LLM:
         started = time.perf_counter()
         hand_back_cached_device_memory()
         with engine_environment(self.cuda_visible_devices):
@@ -143,7 +146,7 @@ class VLLMEngine:
 
             before = _descendants()
             try:
-                self._llm = LLM(**self.engine_args)
+                llm = LLM(**self.engine_args)
             except Exception as error:
                 _reap([p for p in _descendants() if p not in before], self.shutdown_timeout_s)
                 raise TsTRuntimeError(
@@ -158,6 +161,7 @@ class VLLMEngine:
             self.builds,
             self.process_ids,
         )
+        return llm
 
 
 @contextlib.contextmanager
