@@ -12,7 +12,7 @@ import pytest
 from tst_bench.datasets import load_dataset
 from tst_bench.evaluator import FoldObserver, FoldObservers, LLMEvaluator, bias_score, hand_device_to_trainer
 from tst_bench.executors.base import training_passes
-from tst_bench.folds import make_fold_plan
+from tst_bench.folds import FoldSpec, make_fold_plan
 from tst_bench.memory import MemoryMonitor
 from tst_bench.models.resident import ResidentModel
 from tst_bench.predictors.base import LLMPredictorInterface
@@ -235,8 +235,9 @@ def test_kept_adapters_stay_on_disk(records, plan, tmp_path):
 def test_passes_hold_one_fold_unless_the_trainer_trains_folds_together(plan):
     assert training_passes(plan, folds_per_pass=1) == [(spec,) for spec in plan]
     assert training_passes(plan, folds_per_pass=None) == [tuple(plan)]
-    assert [len(p) for p in training_passes(plan[:5], folds_per_pass=2)] == [2, 2, 1]
-    assert [len(p) for p in training_passes(plan[:4], folds_per_pass=3)] == [2, 2]  # balanced
+    five = [FoldSpec(0, fold, 5, (), ()) for fold in range(5)]
+    assert [[s.fold for s in p] for p in training_passes(five, folds_per_pass=2)] == [[0, 1], [2, 3], [4]]
+    assert [len(p) for p in training_passes(five[:4], folds_per_pass=3)] == [2, 2]  # balanced
     assert training_passes([], folds_per_pass=None) == []
 
 
