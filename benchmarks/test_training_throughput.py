@@ -5,7 +5,7 @@ rows, each case times one epoch after a warm-up:
   reference   the loop the trainer replaced: a peft model, HF's loss over every position (full-
               vocabulary logits), right-padded batches, torch AdamW, the loss read back every step;
               timed over REFERENCE_STEPS steps and extrapolated to the epoch;
-  trainer     tst_bench/trainers/fold_training.py on one fold;
+  trainer     tst_bench/trainers/peft/loop.py on one fold;
   together-k  the same with k folds' adapters in one pass (each fold trains on (k-1)/k of the rows).
 and, for 0.5B with 5 folds, one pass for all folds against five one-by-one passes (the speedup).
 FLOPs are 4 x parameters x real (unpadded) tokens: forward plus the input-gradient backward through
@@ -35,9 +35,9 @@ import pytest
 
 from tst_bench.models import ModelSource
 from tst_bench.models.tiny import tiny_model_dir
-from tst_bench.trainers.fold_lora import lora_config
-from tst_bench.trainers.fold_training import FoldRecipe, train_folds
-from tst_bench.trainers.packing import Example
+from tst_bench.trainers.peft.adapter_files import lora_config
+from tst_bench.trainers.peft.loop import FoldRecipe, train_folds
+from tst_bench.trainers.peft.packing import Example
 
 logger = logging.getLogger(__name__)
 pytestmark = pytest.mark.gpu

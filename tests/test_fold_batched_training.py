@@ -19,26 +19,20 @@ from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
 from tst_bench.errors import InputError, TsTRuntimeError
 from tst_bench.models.resident import ResidentModel, torch_threads
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
-from tst_bench.trainers import packed_attention
 from tst_bench.trainers.base import TrainingJob
-from tst_bench.trainers.fold_lora import (
-    FoldWeights,
-    Routing,
-    attach,
-    initial_adapter,
-    lora_config,
-    tensor_key,
-)
-from tst_bench.trainers.fold_optim import FoldAdamW, Schedule
-from tst_bench.trainers.fold_training import (
+from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
+from tst_bench.trainers.peft import attention as packed_attention
+from tst_bench.trainers.peft.adapter_files import initial_adapter, lora_config, tensor_key
+from tst_bench.trainers.peft.loop import (
     PROGRESS_MIN_STEPS,
     PROGRESS_REPORTS,
     FoldPass,
     FoldRecipe,
     train_folds,
 )
-from tst_bench.trainers.packing import FILLER_SEGMENT, Example, Step, StepRow, micro_batches, plan_steps
-from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
+from tst_bench.trainers.peft.lora_hooks import FoldWeights, Routing, attach
+from tst_bench.trainers.peft.optimizer import FoldAdamW, Schedule
+from tst_bench.trainers.peft.packing import FILLER_SEGMENT, Example, Step, StepRow, micro_batches, plan_steps
 from tst_bench.trainers.recipes import servable_lora
 
 THREADS = 1  # float sums depend on the thread count: every comparison here runs with one
@@ -201,7 +195,7 @@ def test_each_folds_gradient_equals_peft_on_that_fold_alone(resident, records, r
 
 
 def trainable_tensors(module):
-    from tst_bench.trainers.fold_lora import _describe
+    from tst_bench.trainers.peft.adapter_files import _describe
 
     described = _describe("", module)
     return {} if described is None else described[1]

@@ -17,11 +17,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import InputError, TsTRuntimeError
-from ..models.resident import free_memory
-from .fold_lora import AdapterLayout, FoldWeights, Routing, attach, frozen, initial_adapter
-from .fold_optim import FoldAdamW, Schedule
-from .packed_attention import CU_SEQLENS, MAX_SEQLEN, block_causal_mask, resolve_attention, varlen_attention
+from ...errors import InputError, TsTRuntimeError
+from ...models.resident import free_memory
+from .adapter_files import AdapterLayout, initial_adapter
+from .attention import CU_SEQLENS, MAX_SEQLEN, block_causal_mask, resolve_attention, varlen_attention
+from .lora_hooks import FoldWeights, Routing, attach, frozen
+from .optimizer import FoldAdamW, Schedule
 from .packing import Example, MicroBatch, Step, micro_batches, plan_steps, steps_per_epoch
 
 logger = logging.getLogger(__name__)

@@ -1,11 +1,11 @@
 """In-process LoRA fine-tuning on the resident base model, every fold of a run in one pass.
 
-`train_many` trains all jobs' adapters together on the one resident base (tst_bench/trainers/
-fold_training.py: each batch carries rows of several folds, each row trains its own fold's
-adapter), with the loss on the answer tokens only; `train` is the same code with one job. Each
-fold keeps its own seed (init and data order), optimizer state, schedule, clipping and loss
-normalisation, so an adapter trained with others equals the one trained alone (up to float
-summation order). Adapters are saved in standard peft format; the base model is never modified.
+`train_many` trains all jobs' adapters together on the one resident base (loop.py: each batch
+carries rows of several folds, each row trains its own fold's adapter), with the loss on the
+answer tokens only; `train` is the same code with one job. Each fold keeps its own seed (init and
+data order), optimizer state, schedule, clipping and loss normalisation, so an adapter trained
+with others equals the one trained alone (up to float summation order). Adapters are saved in
+standard peft format; the base model is never modified.
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
-from ..models import Recipe
-from ..models.adapters import adapter_size_bytes
-from ..models.options import ModelOptions
-from ..models.resident import ResidentModel
-from ..predictors.prompting import encode_prompt, encode_response
-from ..schemas import LoRAAdapterInfo, TrainingDatum
-from .base import LLMTrainerInterface, TrainingJob
-from .fold_lora import frozen, lora_config, save_adapter
-from .fold_training import FoldRecipe, TrainedFolds, train_folds
-from .packed_attention import ATTENTION_MODES
+from ...errors import InputError
+from ...models import Recipe
+from ...models.adapters import adapter_size_bytes
+from ...models.options import ModelOptions
+from ...models.resident import ResidentModel
+from ...predictors.prompting import encode_prompt, encode_response
+from ...schemas import LoRAAdapterInfo, TrainingDatum
+from ..base import LLMTrainerInterface, TrainingJob
+from .adapter_files import lora_config, save_adapter
+from .attention import ATTENTION_MODES
+from .loop import FoldRecipe, TrainedFolds, train_folds
+from .lora_hooks import frozen
 from .packing import Example
 
 logger = logging.getLogger(__name__)
