@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ...errors import InputError
 from ...models.adapters import cast_adapter_weights, detach_adapter
+from ..settings import TrainingSettings
 
 ADAPTER = "default"  # the adapter name get_peft_model gives
 ModuleKind = Literal["lora", "lora_embedding", "copy"]
@@ -48,17 +49,17 @@ def tensor_key(module: str, tensor: str) -> str:
     return f"{module}:{tensor}"
 
 
-def lora_config(
-    rank: int, alpha: int, dropout: float, target_modules: str | list[str], modules_to_save: list[str] | None
-):
+def lora_config(settings: TrainingSettings):
+    """The peft LoraConfig of an adapter trained with `settings`."""
     from peft import LoraConfig
 
+    target = settings.target_modules
     return LoraConfig(
-        r=rank,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=target_modules,
-        modules_to_save=modules_to_save,
+        r=settings.lora_rank,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=target if isinstance(target, str) else list(target),
+        modules_to_save=None if settings.modules_to_save is None else list(settings.modules_to_save),
         task_type="CAUSAL_LM",
     )
 
