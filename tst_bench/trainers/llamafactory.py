@@ -34,7 +34,6 @@ from ..errors import InputError, TsTRuntimeError
 from ..jsonl import atomic_write
 from ..models import ModelSource, Recipe, resolve_model
 from ..models.adapters import adapter_size_bytes, drop_base_layer_weights
-from ..models.options import ModelOptions
 from ..models.resident import load_tokenizer, pick_device
 from ..predictors.prompting import encode_prompt
 from ..schemas import LoRAAdapterInfo, TrainingDatum
@@ -42,7 +41,7 @@ from .base import LLMTrainerInterface
 from .cli_process import ProcessTimeout, run_logged, tail
 from .llamafactory_launch import LaunchCommand, resolve_launcher
 from .recipes import recipe_settings
-from .settings import ALL_LINEAR, TrainingSettings
+from .settings import ALL_LINEAR, LoRATrainerConfig, TrainingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ _FIRST_EXAMPLE = re.compile(r"^input_ids:\s*\n\[([0-9,\s]*)\]", re.MULTILINE)
 
 
 @dataclass(frozen=True)
-class LlamaFactoryConfig(ModelOptions, TrainingSettings):
+class LlamaFactoryConfig(LoRATrainerConfig):
     """The model, the training settings (trainers/settings.py, written as LlamaFactory YAML keys)
     and how LlamaFactory is run."""
 
@@ -107,8 +106,7 @@ class LlamaFactoryConfig(ModelOptions, TrainingSettings):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        ModelOptions.__post_init__(self)
-        TrainingSettings.__post_init__(self)
+        super().__post_init__()
         owned = sorted(OWNED_KEYS & set(self.extra))
         if owned:
             raise InputError(f"llamafactory extra keys {owned} are set by tst-bench and cannot be overridden")
@@ -119,10 +117,6 @@ class LlamaFactoryConfig(ModelOptions, TrainingSettings):
         thread: it gains nothing from more, and spinning OpenMP threads on shared cores cost 10x."""
         tiny = {"template": "default", "cpu_threads": 1} if recipe == "tiny" else {}
         return cls(**{**recipe_settings(recipe, servable=True).options(), **tiny, **overrides})
-
-    @property
-    def training(self) -> TrainingSettings:
-        return TrainingSettings.of(self)
 
 
 class LlamaFactoryTrainer(LLMTrainerInterface):

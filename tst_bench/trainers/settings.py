@@ -1,10 +1,10 @@
 """What an adapter is trained with: its LoRA shape and its optimisation, defined once.
 
 Both LoRA trainers read these fields: the peft trainer in its own loop, the LlamaFactory trainer
-as the YAML keys it derives from them (llamafactory.py). Their configs inherit the fields, so
-`--trainer-option learning_rate=...` sets the same setting whichever trainer runs; the defaults
-per model are in recipes.py. One `TrainingSettings` value describes one adapter's training:
-frozen, hashable and checked when made, so a run can hold one per adapter it trains.
+as the YAML keys it derives from them (llamafactory.py). Their configs inherit the fields
+(`LoRATrainerConfig`), so `--trainer-option learning_rate=...` sets the same setting whichever
+trainer runs; the defaults per model are in recipes.py. One `TrainingSettings` value describes one
+adapter's training: frozen, hashable and checked when made, so a run can hold one per adapter.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..models.options import ModelOptions
 
 #: Every linear layer except the output layer (peft's name; LlamaFactory calls it "all").
 ALL_LINEAR = "all-linear"
@@ -72,6 +73,19 @@ class TrainingSettings:
     def options(self) -> dict[str, Any]:
         """The settings as keyword arguments of a trainer config."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class LoRATrainerConfig(ModelOptions, TrainingSettings):
+    """What every LoRA trainer's config holds: the model options and the training settings."""
+
+    def __post_init__(self) -> None:
+        ModelOptions.__post_init__(self)
+        TrainingSettings.__post_init__(self)
+
+    @property
+    def training(self) -> TrainingSettings:
+        return TrainingSettings.of(self)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,12 @@ from pathlib import Path
 from ...errors import InputError
 from ...models import Recipe
 from ...models.adapters import adapter_size_bytes
-from ...models.options import ModelOptions
 from ...models.resident import ResidentModel
 from ...predictors.prompting import encode_prompt, encode_response
 from ...schemas import LoRAAdapterInfo, TrainingDatum
 from ..base import LLMTrainerInterface, TrainingJob
 from ..recipes import recipe_settings
-from ..settings import TrainingSettings
+from ..settings import LoRATrainerConfig
 from .adapter_files import save_adapter
 from .attention import ATTENTION_MODES
 from .loop import TrainedFolds, train_folds
@@ -38,7 +37,7 @@ ADAPTER_DTYPES = ("auto", "float32")
 
 
 @dataclass(frozen=True)
-class PeftTrainerConfig(ModelOptions, TrainingSettings):
+class PeftTrainerConfig(LoRATrainerConfig):
     """The model, the training settings (trainers/settings.py) and how a pass runs on the device."""
 
     #: Train all folds of a run in one pass over the base model (`train_many`), or one by one
@@ -53,18 +52,13 @@ class PeftTrainerConfig(ModelOptions, TrainingSettings):
     adapter_dtype: str = "auto"
 
     def __post_init__(self) -> None:
-        ModelOptions.__post_init__(self)
-        TrainingSettings.__post_init__(self)
+        super().__post_init__()
         _check_config(self)
 
     @classmethod
     def for_recipe(cls, recipe: Recipe, servable: bool = False, **overrides) -> PeftTrainerConfig:
         """The recipe's settings (trainers/recipes.py; `servable`: adapters vLLM can load)."""
         return cls(**{**recipe_settings(recipe, servable).options(), **overrides})
-
-    @property
-    def training(self) -> TrainingSettings:
-        return TrainingSettings.of(self)
 
 
 class PeftTrainer(LLMTrainerInterface):
