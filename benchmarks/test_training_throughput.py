@@ -5,7 +5,7 @@ rows, each case times one epoch after a warm-up:
   reference   the loop the trainer replaced: a peft model, HF's loss over every position (full-
               vocabulary logits), right-padded batches, torch AdamW, the loss read back every step;
               timed over REFERENCE_STEPS steps and extrapolated to the epoch;
-  trainer     tst_bench/trainers/fold_training.py on one fold;
+  trainer     tst_bench/trainers/peft/loop.py on one fold;
   together-k  the same with k folds' adapters in one pass (each fold trains on (k-1)/k of the rows).
 and, for 0.5B with 5 folds, one pass for all folds against five one-by-one passes (the speedup).
 FLOPs are 4 x parameters x real (unpadded) tokens: forward plus the input-gradient backward through
@@ -28,16 +28,18 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
 from tst_bench.models import ModelSource
 from tst_bench.models.tiny import tiny_model_dir
-from tst_bench.trainers.fold_lora import lora_config
-from tst_bench.trainers.fold_training import FoldRecipe, train_folds
-from tst_bench.trainers.packing import Example
+from tst_bench.trainers.peft.adapter_files import lora_config
+from tst_bench.trainers.peft.loop import train_folds
+from tst_bench.trainers.peft.packing import Example
+from tst_bench.trainers.recipes import recipe_settings
+from tst_bench.trainers.settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
 pytestmark = pytest.mark.gpu
@@ -191,31 +193,21 @@ def synthetic_rows(tokenizer, count: int, seed: int = 0) -> list[Example]:
     return rows
 
 
-def recipe(**overrides) -> FoldRecipe:
-    """The `pretrained` recipe's optimisation (PeftTrainerConfig defaults), one epoch."""
+def recipe() -> TrainingSettings:
+    """The `pretrained` recipe's training settings, one epoch."""
+    return replace(recipe_settings("pretrained"), num_epochs=1)
+
+
+def pass_options() -> dict:
+    """How the trainer runs a pass (PeftTrainerConfig defaults; attention from the environment)."""
     from tst_bench.trainers.peft import PeftTrainerConfig
 
-    config = PeftTrainerConfig.for_recipe("pretrained")
-    values = dict(
-        learning_rate=config.learning_rate,
-        num_epochs=1,
-        batch_size=config.batch_size,
-        warmup_ratio=config.warmup_ratio,
-        max_grad_norm=config.max_grad_norm,
-        weight_decay=config.weight_decay,
-        micro_batch_tokens=config.micro_batch_tokens,
-        attention=os.environ.get("TST_BENCH_ATTENTION", config.attention),
-    )
-    return FoldRecipe(**{**values, **overrides})
+    attention = os.environ.get("TST_BENCH_ATTENTION", PeftTrainerConfig.attention)
+    return {"micro_batch_tokens": PeftTrainerConfig.micro_batch_tokens, "attention": attention}
 
 
 def peft_settings():
-    from tst_bench.trainers.peft import PeftTrainerConfig
-
-    config = PeftTrainerConfig.for_recipe("pretrained")
-    return lora_config(
-        config.lora_rank, config.lora_alpha, 0.0, config.target_modules, config.modules_to_save
-    )
+    return lora_config(recipe())
 
 
 def fold_rows(rows: list[Example], folds: int) -> list[list[Example]]:
@@ -225,15 +217,15 @@ def fold_rows(rows: list[Example], folds: int) -> list[list[Example]]:
     return [[row for index, row in enumerate(rows) if index % folds != fold] for fold in range(folds)]
 
 
-def run_trainer(model, per_fold: list[list[Example]], pad_id: int, **overrides):
+def run_trainer(model, per_fold: list[list[Example]], pad_id: int):
     """One epoch of the trainer's loop for these folds, after a short warm-up on the same shapes."""
     import torch
 
     seeds = list(range(len(per_fold)))
     warm = [rows[:WARMUP_ROWS] for rows in per_fold]
-    train_folds(model, peft_settings(), warm, seeds, recipe(**overrides), pad_id)
+    train_folds(model, warm, seeds, recipe(), pad_id, **pass_options())
     torch.cuda.synchronize()
-    trained = train_folds(model, peft_settings(), per_fold, seeds, recipe(**overrides), pad_id)
+    trained = train_folds(model, per_fold, seeds, recipe(), pad_id, **pass_options())
     stats = trained.stats
     return {
         "tokens": stats.real_tokens,
@@ -398,11 +390,11 @@ def profile_text(model, per_fold: list[list[Example]], pad_id: int, rows: int = 
     from torch.profiler import ProfilerActivity, profile
 
     short = [fold[:rows] for fold in per_fold]
-    train_folds(model, peft_settings(), short, list(range(len(short))), recipe(), pad_id)  # warm
+    train_folds(model, short, list(range(len(short))), recipe(), pad_id, **pass_options())  # warm
     torch.cuda.synchronize()
     started = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
-        train_folds(model, peft_settings(), short, list(range(len(short))), recipe(), pad_id)
+        train_folds(model, short, list(range(len(short))), recipe(), pad_id, **pass_options())
         torch.cuda.synchronize()
     wall_us = (time.perf_counter() - started) * 1e6
     text = kernel_summary(profiler.key_averages(), wall_us, top)

@@ -176,17 +176,15 @@ def require_engines(path: str) -> None:
         )
 
 
-def epochs_option(trainer: str, epochs: str | None) -> dict[str, Any]:
-    if not epochs:
-        return {}
-    return {"trainer_options": {"num_epochs": float(epochs) if trainer == "llamafactory" else int(epochs)}}
+def epochs_option(epochs: str | None) -> dict[str, Any]:
+    return {"trainer_options": {"num_epochs": int(epochs)}} if epochs else {}
 
 
 def run_path(benchmark, tst_runner, path: str, epochs: str | None = None, **overrides: Any):
     """One TsT on `path`, timed as one benchmark round; its per-fold timings into extra_info."""
     require_engines(path)
     options = PATHS[path]
-    run_options = {"folds": FOLDS, **options, **epochs_option(options["trainer"], epochs), **overrides}
+    run_options = {"folds": FOLDS, **options, **epochs_option(epochs), **overrides}
     outcome = benchmark.pedantic(tst_runner, kwargs=run_options, rounds=1, iterations=1)
     folds = outcome.result.folds
     benchmark.extra_info["handoff_path"] = path

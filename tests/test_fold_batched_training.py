@@ -19,27 +19,20 @@ from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
 from tst_bench.errors import InputError, TsTRuntimeError
 from tst_bench.models.resident import ResidentModel, torch_threads
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
-from tst_bench.trainers import packed_attention
 from tst_bench.trainers.base import TrainingJob
-from tst_bench.trainers.fold_lora import (
-    FoldWeights,
-    Routing,
-    attach,
-    initial_adapter,
-    lora_config,
-    tensor_key,
-)
-from tst_bench.trainers.fold_optim import FoldAdamW, Schedule
-from tst_bench.trainers.fold_training import (
+from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
+from tst_bench.trainers.peft import attention as packed_attention
+from tst_bench.trainers.peft.adapter_files import initial_adapter, lora_config, tensor_key
+from tst_bench.trainers.peft.loop import (
     PROGRESS_MIN_STEPS,
     PROGRESS_REPORTS,
     FoldPass,
-    FoldRecipe,
     train_folds,
 )
-from tst_bench.trainers.packing import FILLER_SEGMENT, Example, Step, StepRow, micro_batches, plan_steps
-from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
-from tst_bench.trainers.recipes import servable_lora
+from tst_bench.trainers.peft.lora_hooks import FoldWeights, Routing, attach
+from tst_bench.trainers.peft.optimizer import FoldAdamW, Schedule
+from tst_bench.trainers.peft.packing import FILLER_SEGMENT, Example, Step, StepRow, micro_batches, plan_steps
+from tst_bench.trainers.settings import TrainingSettings
 
 THREADS = 1  # float sums depend on the thread count: every comparison here runs with one
 
@@ -151,20 +144,15 @@ def encoded(trainer, records):
     return trainer.encode([to_training_datum(r) for r in records])
 
 
-@pytest.mark.parametrize(
-    "recipe", [{}, servable_lora("tiny")], ids=["full-copies-of-embeddings", "lora-on-embeddings"]
-)
-def test_each_folds_gradient_equals_peft_on_that_fold_alone(resident, records, recipe):
+@pytest.mark.parametrize("servable", [False, True], ids=["full-copies-of-embeddings", "lora-on-embeddings"])
+def test_each_folds_gradient_equals_peft_on_that_fold_alone(resident, records, servable):
     """One micro-batch of two folds' rows: each fold's gradient is what peft's model and loss
     give for that fold's rows alone (the hooks, label positions and loss weights are right)."""
     from peft import get_peft_model
 
-    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", **recipe), resident)
-    config = trainer.config
+    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", servable), resident)
     model = resident.model
-    peft_config = lora_config(
-        config.lora_rank, config.lora_alpha, 0.0, config.target_modules, config.modules_to_save
-    )
+    peft_config = lora_config(trainer.config.training)
     fold_rows = [encoded(trainer, records[:5]), encoded(trainer, records[5:9])]
     seeds = (11, 12)
     starts = [initial_adapter(model, peft_config, seed) for seed in seeds]
@@ -201,7 +189,7 @@ def test_each_folds_gradient_equals_peft_on_that_fold_alone(resident, records, r
 
 
 def trainable_tensors(module):
-    from tst_bench.trainers.fold_lora import _describe
+    from tst_bench.trainers.peft.adapter_files import _describe
 
     described = _describe("", module)
     return {} if described is None else described[1]
@@ -233,12 +221,10 @@ def state_of(model):
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 
 
-@pytest.mark.parametrize(
-    "recipe", [{}, servable_lora("tiny")], ids=["full-copies-of-embeddings", "lora-on-embeddings"]
-)
-def test_fold_batched_adapters_score_like_one_by_one(resident, records, recipe, tmp_path):
+@pytest.mark.parametrize("servable", [False, True], ids=["full-copies-of-embeddings", "lora-on-embeddings"])
+def test_fold_batched_adapters_score_like_one_by_one(resident, records, servable, tmp_path):
     """3 folds of the 300-row shortcut set: same losses, adapters, s(x) and predictions."""
-    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", fold_batching=True, **recipe), resident)
+    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", servable, fold_batching=True), resident)
     predictor = HFPredictor(HFPredictorConfig(), resident)
     jobs, tests = fold_jobs(records, 3, tmp_path / "together")
     alone_jobs, _ = fold_jobs(records, 3, tmp_path / "alone")
@@ -310,19 +296,17 @@ def two_folds(resident, records):
 
 def train_two_folds(resident, records, micro_batch_tokens, batch_size=16, epochs=1):
     examples, pad_id = two_folds(resident, records)
-    recipe = FoldRecipe(
-        learning_rate=5e-3,
-        num_epochs=epochs,
-        batch_size=batch_size,
-        warmup_ratio=0.1,
-        max_grad_norm=1.0,
-        weight_decay=0.0,
-        micro_batch_tokens=micro_batch_tokens,
-        attention="packed",
-    )
-    peft_config = lora_config(8, 16, 0.0, "all-linear", None)
+    settings = TrainingSettings(learning_rate=5e-3, num_epochs=epochs, batch_size=batch_size)
     with torch_threads(THREADS):
-        return train_folds(resident.model, peft_config, examples, [1, 2], recipe, pad_id)
+        return train_folds(
+            resident.model,
+            examples,
+            [1, 2],
+            settings,
+            pad_id,
+            micro_batch_tokens=micro_batch_tokens,
+            attention="packed",
+        )
 
 
 def test_a_step_out_of_memory_starts_over_in_smaller_micro_batches(resident, records, monkeypatch, caplog):
@@ -380,7 +364,7 @@ def test_varlen_rows_attend_like_packed_lines(resident, records, monkeypatch):
     rows = [encoded(trainer, records[:7])]
     step = Step([StepRow(0, i) for i in range(7)], [True], [sum(len(e.response) for e in rows[0])])
     losses, grads = {}, {}
-    peft_config = lora_config(8, 16, 0.0, "all-linear", ["lm_head", "embed_tokens"])
+    peft_config = lora_config(TrainingSettings(modules_to_save=("lm_head", "embed_tokens")))
     layout, tensors = initial_adapter(resident.model, peft_config, 0)
     with torch_threads(THREADS):
         for mode, one_line in (("packed", False), ("varlen", True)):
@@ -444,10 +428,7 @@ def test_gpu_paths_agree(tiny_source, records):
     runs), and two folds in one pass get the gradients each gets alone."""
     resident = ResidentModel(tiny_source, device="cuda", dtype="bfloat16")
     trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny"), resident)
-    config = trainer.config
-    peft_config = lora_config(
-        config.lora_rank, config.lora_alpha, 0.0, config.target_modules, config.modules_to_save
-    )
+    peft_config = lora_config(trainer.config.training)
     fold_rows = [encoded(trainer, records[:6]), encoded(trainer, records[6:11])]
     starts = [initial_adapter(resident.model, peft_config, seed) for seed in (1, 2)]
     modes = ["packed"]
@@ -504,9 +485,7 @@ def test_fold_batched_servable_adapters_serve_in_vllm_like_hf(tiny_source, resid
     from .engines import require_vllm
 
     require_vllm()
-    config = PeftTrainerConfig.for_recipe(
-        "tiny", **{**servable_lora("tiny"), "num_epochs": 3, "fold_batching": True}
-    )
+    config = PeftTrainerConfig.for_recipe("tiny", servable=True, num_epochs=3, fold_batching=True)
     jobs, tests = fold_jobs(records, 2, tmp_path)
     with torch_threads(THREADS):
         adapters = PeftTrainer(config, resident).train_many(jobs)

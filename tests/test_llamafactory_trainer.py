@@ -4,6 +4,7 @@ The real runs use the LlamaFactory venv that `make setup` creates (.venv-llamafa
 10-30 s, mostly LlamaFactory's start-up.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,10 +28,12 @@ from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.predictors.prompting import PromptStyle, encode_prompt, encode_response
 from tst_bench.trainers import llamafactory, llamafactory_launch
 from tst_bench.trainers.llamafactory import (
+    SETTING_KEYS,
     LlamaFactoryConfig,
     LlamaFactoryTrainer,
     build_train_config,
     load_default_settings,
+    training_keys,
     write_dataset,
 )
 from tst_bench.trainers.llamafactory_launch import (
@@ -39,7 +42,9 @@ from tst_bench.trainers.llamafactory_launch import (
     resolve_cli,
     resolve_launcher,
 )
+from tst_bench.trainers.peft import PeftTrainerConfig
 from tst_bench.trainers.recipes import LINEAR_MODULES
+from tst_bench.trainers.settings import TrainingSettings
 
 from .engines import require_llamafactory_cli
 
@@ -76,15 +81,33 @@ def test_yaml_is_the_default_overridden_by_the_config(tmp_path):
     assert settings["use_cpu"] is True and settings["bf16"] is False and settings["fp16"] is False
     assert settings["logging_steps"] == 1
     assert settings["seed"] == 7 and settings["output_dir"] == str(tmp_path / "o")
-    assert settings["weight_decay"] == load_default_settings()["weight_decay"]  # unset: the YAML's
+    assert settings["cutoff_len"] == config.max_seq_length
 
 
-def test_pretrained_models_get_the_yaml_defaults_and_their_own_chat_template(tmp_path):
+def test_the_yaml_trains_what_the_peft_trainer_would_with_the_same_options(tmp_path):
+    """One definition of each setting: the same options give both trainers the same settings,
+    and every one of them reaches LlamaFactory's YAML under its own key."""
+    options = {"learning_rate": "1e-3", "lora_rank": 4, "lora_dropout": 0.1, "weight_decay": 0.01}
+    config = LlamaFactoryConfig.for_recipe("tiny", **options)
+    assert config.training == PeftTrainerConfig.for_recipe("tiny", servable=True, **options).training
+    settings = build_train_config(config, tmp_path, tmp_path, tmp_path, seed=0, on_gpu=False)
+    assert {key: settings[key] for key in SETTING_KEYS.values() if key in settings} == training_keys(
+        config.training
+    )
+    assert (settings["learning_rate"], settings["lora_rank"]) == (1e-3, 4)
+    assert (settings["lora_dropout"], settings["weight_decay"]) == (0.1, 0.01)
+    assert set(SETTING_KEYS) == {field.name for field in dataclasses.fields(TrainingSettings)} - {"seed"}
+
+
+def test_pretrained_models_get_the_default_settings_and_their_own_chat_template(tmp_path):
     settings = build_train_config(
         LlamaFactoryConfig.for_recipe("pretrained"), tmp_path, tmp_path, tmp_path, 0, on_gpu=True
     )
     assert settings["lora_target"] == "all" and "template" not in settings
     assert settings["use_cpu"] is False and settings["bf16"] is True
+    defaults = TrainingSettings()
+    assert settings["per_device_train_batch_size"] == defaults.batch_size
+    assert settings["learning_rate"] == defaults.learning_rate
 
 
 def test_extra_cannot_override_what_tst_bench_owns():

@@ -32,25 +32,12 @@ def test_every_registered_builder_resolves(spec):
     assert callable(load_builder(spec))
 
 
-def test_trainer_classes_agree_with_the_registry_on_the_device_hand_off():
-    from tst_bench.rf.backend import RFTrainer
-    from tst_bench.trainers.llamafactory import LlamaFactoryTrainer
-    from tst_bench.trainers.peft import PeftTrainer
-
-    classes = {"peft": PeftTrainer, "llamafactory": LlamaFactoryTrainer, "rf": RFTrainer}
-    assert set(classes) == set(TRAINERS)
-    for name, trainer_class in classes.items():
-        assert trainer_spec(name).exclusive_device is trainer_class.needs_exclusive_device, name
-
-
 def test_capabilities_of_the_built_in_entries():
     assert not backend_spec("rf").zero_shot and backend_spec("hf").zero_shot
-    assert backend_spec("hf").model == "resident" and not backend_spec("hf").owns_device_memory
-    assert backend_spec("vllm").owns_device_memory and backend_spec("vllm").vllm_adapters
+    assert backend_spec("vllm").vllm_adapters and not backend_spec("hf").vllm_adapters
     assert backend_spec("ray_vllm").vllm_adapters and backend_spec("ray_vllm").pool_of == "vllm"
     assert backend_spec("ray_hf").pool_of == "hf" and not backend_spec("ray_hf").vllm_adapters
-    assert trainer_spec("llamafactory").separate_process and trainer_spec("llamafactory").exclusive_device
-    assert not trainer_spec("peft").exclusive_device and trainer_spec("rf").model == "none"
+    assert trainer_spec("rf").backends == {"rf"} and trainer_spec("peft").backends is None
 
 
 def test_unknown_names_and_impossible_pairs_say_what_exists():

@@ -6,8 +6,9 @@ import logging
 import pytest
 
 from tst_bench.errors import InputError
+from tst_bench.folds import FoldSpec
 from tst_bench.ibp.runner import PRUNE_DIRECTORY
-from tst_bench.store import RUN_DIRECTORY, RunStore, open_fingerprinted
+from tst_bench.store import RUN_DIRECTORY, RunStore, fold_key, open_fingerprinted
 
 RUN_CONFIG = {"dataset": "d.jsonl", "model": "tiny"}
 PRUNE_CONFIG = {"run": {"dataset": "d.jsonl"}, "budget": "40%"}
@@ -73,3 +74,14 @@ def test_an_unreadable_marker_is_an_input_error(tmp_path):
         RunStore.open(root, "aaaa", RUN_CONFIG)
     RunStore.open(root, "aaaa", RUN_CONFIG, overwrite=True)
     assert json.loads((root / "run.json").read_text())["fingerprint"] == "aaaa"
+
+
+def test_a_fold_has_one_name_in_the_plan_and_on_disk(tmp_path):
+    spec = FoldSpec(repeat=1, fold=2, n_folds=3, train_ids=("a",), test_ids=("b",))
+    store = RunStore(tmp_path)
+    assert spec.key == fold_key(1, 2) == "r1_f2"
+    assert store.fold_path(spec) == tmp_path / "folds" / "r1_f2.json"
+    assert store.adapter_dir(spec) == tmp_path / "adapters" / "r1_f2"
+    assert not store.is_run() and store.saved_fold_paths() == []
+    RunStore.open(tmp_path, "aaaa", RUN_CONFIG)
+    assert store.is_run()

@@ -27,7 +27,6 @@ from tst_bench.predictors.vllm import VLLMPredictor, VLLMPredictorConfig, check_
 from tst_bench.predictors.vllm_canary import HALF_PRECISION_TOLERANCE, relative_change
 from tst_bench.predictors.vllm_sizing import plan_engine_memory
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
-from tst_bench.trainers.recipes import servable_lora
 
 from .engines import require_vllm
 
@@ -58,9 +57,7 @@ def hf(resident):
 
 @pytest.fixture(scope="module")
 def servable_trainer(resident):
-    return PeftTrainer(
-        PeftTrainerConfig.for_recipe("tiny", **{**servable_lora("tiny"), "num_epochs": 3}), resident
-    )
+    return PeftTrainer(PeftTrainerConfig.for_recipe("tiny", servable=True, num_epochs=3), resident)
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +111,15 @@ def test_rebuild_strategy_tears_down_and_the_rebuilt_engine_passes_the_canary_ex
     processes = [psutil.Process(pid) for pid in vllm.engine.process_ids]
     builds = vllm.engine.builds
     vllm.take_event_timings()
-    vllm.config.engine_strategy = "rebuild"
+    hot_swap = vllm.config
+    vllm.config = dataclasses.replace(hot_swap, engine_strategy="rebuild")
     try:
         vllm.release_device()  # what the fold contract calls before training
         assert not vllm.engine.running
         assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes)
         after = vllm.predict(test_instances)
     finally:
-        vllm.config.engine_strategy = "hot_swap"
+        vllm.config = hot_swap
     assert vllm.engine.builds == builds + 1
     assert len(vllm.canary.prompts) == 4 and vllm.canary.last_difference == 0.0  # float32: every bit back
     assert max_difference(before, after) < 1e-5
@@ -215,19 +213,18 @@ def test_the_canary_catches_the_adapter_vllm_cpu_leaves_applied(vllm, adapters, 
 
 def test_numeric_answers_are_generated_like_hf(vllm, hf, resident, tmp_path):
     records = load_dataset("synthetic:numeric?rows=300&seed=1").records
-    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", **servable_lora("tiny")), resident)
+    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", servable=True), resident)
     adapter = trainer.train([to_training_datum(r) for r in records[:260]], tmp_path / "numeric", seed=0)
     instances = [to_test_instance(r) for r in records[260:]]
-    vllm.config.max_tokens = hf.config.max_tokens = 4
+    configs = vllm.config, hf.config
+    vllm.config = dataclasses.replace(vllm.config, max_tokens=4)
+    hf.config = dataclasses.replace(hf.config, max_tokens=4)
     vllm.load_adapter(adapter)
     hf.load_adapter(adapter)
     try:
         ours, reference = vllm.predict(instances), hf.predict(instances)
     finally:
-        vllm.config.max_tokens, hf.config.max_tokens = (
-            VLLMPredictorConfig.max_tokens,
-            HFPredictorConfig.max_tokens,
-        )
+        vllm.config, hf.config = configs
         vllm.unload_adapter()
         hf.unload_adapter()
     same = sum(a.raw_output == b.raw_output for a, b in zip(ours, reference, strict=True))

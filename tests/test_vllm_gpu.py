@@ -19,7 +19,6 @@ from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.predictors.vllm import VLLMPredictor, VLLMPredictorConfig
 from tst_bench.predictors.vllm_engine import vllm_platform
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
-from tst_bench.trainers.recipes import servable_lora
 
 from .engines import require_vllm
 
@@ -78,7 +77,7 @@ def resident(tiny_source):
 @pytest.fixture(scope="module")
 def adapters(records, resident, tmp_path_factory):
     """Two adapters trained in bf16 on the GPU with the recipe vLLM serves (seeds 1 and 2)."""
-    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", **servable_lora("tiny")), resident)
+    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", servable=True), resident)
     data = [to_training_datum(r) for r in records[:800]]
     root = tmp_path_factory.mktemp("adapters")
     return [trainer.train(data, root / f"seed{seed}", seed=seed) for seed in (1, 2)]

@@ -71,10 +71,9 @@ def rf_predictor(ctx: BackendContext) -> LLMPredictorInterface:
 
 def peft_trainer(ctx: BackendContext) -> LLMTrainerInterface:
     from .trainers.peft import PeftTrainer, PeftTrainerConfig
-    from .trainers.recipes import servable_lora
 
-    servable = servable_lora(ctx.source.recipe) if backend_spec(ctx.config.backend).vllm_adapters else {}
-    config = configure(PeftTrainerConfig, ctx.config.trainer_options, **model_options(ctx), **servable)
+    servable = backend_spec(ctx.config.backend).vllm_adapters
+    config = configure(PeftTrainerConfig, ctx.config.trainer_options, **model_options(ctx), servable=servable)
     return PeftTrainer(config, resident=ctx.resident())
 
 

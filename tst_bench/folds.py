@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .errors import InputError
 from .schemas import QARecord
+from .store import fold_key
 
 
 def derive_seed(*parts: object) -> int:
@@ -28,7 +29,7 @@ class FoldSpec:
 
     @property
     def key(self) -> str:
-        return f"r{self.repeat}_f{self.fold}"
+        return fold_key(self.repeat, self.fold)
 
     def seed(self, base_seed: int) -> int:
         return derive_seed(base_seed, "fold", self.repeat, self.fold)

@@ -5,6 +5,12 @@ plugin can ask what a backend or trainer does without importing any engine. Buil
 "module:function" strings and imported on first use, the way lm-evaluation-harness maps model
 names; each builder takes a `backends.BackendContext` and returns the predictor or trainer.
 
+What a name can do before anything is built (zero-shot, vLLM-servable adapters, a Ray pool,
+pairings) is declared here and nowhere else. What a built object does in the fold contract (a
+predictor that `owns_device_memory`, a trainer that `needs_exclusive_device` or
+`trains_folds_together`, which the peft trainer decides from its config) is declared on its class
+and read from the object (predictors/base.py, trainers/base.py).
+
 Adding an engine: write its builder (tst_bench/builders.py holds the built-in ones) and add one
 entry below saying what it can do.
 """
@@ -14,16 +20,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from .errors import InputError
-
-#: Where a backend's or trainer's model lives:
-#: "resident"    the base model loaded once in this process, shared by predictor and trainer;
-#: "own_process" a process of its own (a vLLM engine, Ray workers, `llamafactory-cli`), which
-#:               holds device memory of its own while it runs;
-#: "none"        no neural model at all (TsT-RF's forests).
-ModelHome = Literal["resident", "own_process", "none"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,6 @@ class BackendSpec:
     name: str
     builder: str
     summary: str
-    model: ModelHome
     #: Predicts without a trained adapter, so the run can score the zero-shot baseline.
     zero_shot: bool = True
     #: Serves adapters through vLLM: trainers must produce adapters vLLM can load.
@@ -43,11 +41,6 @@ class BackendSpec:
     #: The only trainers it works with; None: any.
     trainers: frozenset[str] | None = None
 
-    @property
-    def owns_device_memory(self) -> bool:
-        """True for an engine with memory of its own; False where it shares the resident model."""
-        return self.model == "own_process"
-
 
 @dataclass(frozen=True)
 class TrainerSpec:
@@ -56,18 +49,8 @@ class TrainerSpec:
     name: str
     builder: str
     summary: str
-    model: ModelHome
     #: The only backends it works with; None: any.
     backends: frozenset[str] | None = None
-
-    @property
-    def separate_process(self) -> bool:
-        return self.model == "own_process"
-
-    @property
-    def exclusive_device(self) -> bool:
-        """Training needs the predictor's device memory released first (it loads its own copy)."""
-        return self.separate_process
 
 
 BUILDERS = "tst_bench.builders"
@@ -76,28 +59,23 @@ RF_ONLY = frozenset({"rf"})
 BACKENDS: Mapping[str, BackendSpec] = {
     spec.name: spec
     for spec in (
-        BackendSpec(
-            "hf", f"{BUILDERS}:hf_predictor", "transformers + peft in this process", model="resident"
-        ),
+        BackendSpec("hf", f"{BUILDERS}:hf_predictor", "transformers + peft in this process"),
         BackendSpec(
             "vllm",
             f"{BUILDERS}:vllm_predictor",
             "a vLLM engine, adapters as LoRARequests",
-            model="own_process",
             vllm_adapters=True,
         ),
         BackendSpec(
             "ray_hf",
             f"{BUILDERS}:ray_pool_predictor",
             "hf on a pool of Ray workers (data parallel)",
-            model="own_process",
             pool_of="hf",
         ),
         BackendSpec(
             "ray_vllm",
             f"{BUILDERS}:ray_pool_predictor",
             "vllm on a pool of Ray workers (data parallel)",
-            model="own_process",
             vllm_adapters=True,
             pool_of="vllm",
         ),
@@ -105,7 +83,6 @@ BACKENDS: Mapping[str, BackendSpec] = {
             "rf",
             f"{BUILDERS}:rf_predictor",
             "TsT-RF: a Random Forest on question and option features",
-            model="none",
             zero_shot=False,  # an unfitted forest has nothing to predict with
             trainers=RF_ONLY,
         ),
@@ -115,14 +92,13 @@ BACKENDS: Mapping[str, BackendSpec] = {
 TRAINERS: Mapping[str, TrainerSpec] = {
     spec.name: spec
     for spec in (
-        TrainerSpec("peft", f"{BUILDERS}:peft_trainer", "LoRA with peft on the resident model", "resident"),
+        TrainerSpec("peft", f"{BUILDERS}:peft_trainer", "LoRA with peft on the resident model"),
         TrainerSpec(
             "llamafactory",
             f"{BUILDERS}:llamafactory_trainer",
             "LoRA with `llamafactory-cli train`, one process per fold",
-            "own_process",
         ),
-        TrainerSpec("rf", f"{BUILDERS}:rf_trainer", "fits TsT-RF's forests", "none", backends=RF_ONLY),
+        TrainerSpec("rf", f"{BUILDERS}:rf_trainer", "fits TsT-RF's forests", backends=RF_ONLY),
     )
 }
 

@@ -2,11 +2,13 @@
 
     run.json          config + fingerprint, written when the run starts
     zero_shot.jsonl   the base model's predictions (no adapter)
-    folds/rR_fF.json  one FoldResult per finished fold
-    adapters/         per-fold adapters while a fold runs (kept only with --save-adapters)
+    folds/rR_fF.json  one FoldResult per finished fold (`fold_key`: repeat R, fold F)
+    adapters/rR_fF/   per-fold adapters while a fold runs (kept only with --save-adapters)
     result.json       TsTResult, written last
     samples.jsonl     one SampleResult per sample, written last
 
+This module is the one place that knows these names: the engine writes runs and the reports read
+them through `RunStore`, and a fold is named by `fold_key` everywhere (files, logs, memory checks).
 Every file is written to a temporary name and renamed, so a file that exists is complete.
 `open_fingerprinted` is how a run directory (and the prune directory, ibp.runner) is started or
 resumed: a marker file holds the work's fingerprint, and different work is refused.
@@ -20,14 +22,35 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import InputError
-from .folds import FoldSpec
 from .jsonl import PydanticJSONLinesReader, PydanticJSONLinesWriter, write_json
 from .schemas import FoldResult, LLMPredictionResult, SampleResult, TsTResult
 
 logger = logging.getLogger(__name__)
+
+RUN_MARKER = "run.json"
+RESULT_FILE = "result.json"
+SAMPLES_FILE = "samples.jsonl"
+ZERO_SHOT_FILE = "zero_shot.jsonl"
+FOLDS_DIR = "folds"
+ADAPTERS_DIR = "adapters"
+
+
+def fold_key(repeat: int, fold: int) -> str:
+    """A fold's name: its result file, its adapter folder, its memory record, its log lines."""
+    return f"r{repeat}_f{fold}"
+
+
+class FoldId(Protocol):
+    """Anything that names a fold of a run (a fold plan's FoldSpec, a FoldResult)."""
+
+    @property
+    def repeat(self) -> int: ...
+
+    @property
+    def fold(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -90,8 +113,8 @@ def _describe_run(config: dict[str, Any]) -> str:
 
 RUN_DIRECTORY = DirectoryKind(
     name="run",
-    marker="run.json",
-    owned=("run.json", "result.json", "samples.jsonl", "zero_shot.jsonl", "folds"),
+    marker=RUN_MARKER,
+    owned=(RUN_MARKER, RESULT_FILE, SAMPLES_FILE, ZERO_SHOT_FILE, FOLDS_DIR),
     describe=_describe_run,
 )
 
@@ -101,30 +124,42 @@ class RunStore:
         self.root = Path(root)
 
     @property
+    def marker_path(self) -> Path:
+        return self.root / RUN_MARKER
+
+    @property
     def folds_dir(self) -> Path:
-        return self.root / "folds"
+        return self.root / FOLDS_DIR
 
     @property
     def adapters_dir(self) -> Path:
-        return self.root / "adapters"
+        return self.root / ADAPTERS_DIR
 
     @property
     def result_path(self) -> Path:
-        return self.root / "result.json"
+        return self.root / RESULT_FILE
 
     @property
     def samples_path(self) -> Path:
-        return self.root / "samples.jsonl"
+        return self.root / SAMPLES_FILE
 
     @property
     def zero_shot_path(self) -> Path:
-        return self.root / "zero_shot.jsonl"
+        return self.root / ZERO_SHOT_FILE
 
-    def fold_path(self, spec: FoldSpec) -> Path:
-        return self.folds_dir / f"{spec.key}.json"
+    def fold_path(self, fold: FoldId) -> Path:
+        return self.folds_dir / f"{fold_key(fold.repeat, fold.fold)}.json"
 
-    def adapter_dir(self, spec: FoldSpec) -> Path:
-        return self.adapters_dir / spec.key
+    def adapter_dir(self, fold: FoldId) -> Path:
+        return self.adapters_dir / fold_key(fold.repeat, fold.fold)
+
+    def is_run(self) -> bool:
+        """A run was started here (finished or not)."""
+        return self.marker_path.exists() or self.result_path.exists()
+
+    def saved_fold_paths(self) -> list[Path]:
+        """The result files of the folds finished so far, in name order."""
+        return sorted(self.folds_dir.glob("*.json"))
 
     @classmethod
     def open(cls, root: Path, fingerprint: str, config: dict[str, Any], overwrite: bool = False) -> RunStore:
@@ -133,14 +168,18 @@ class RunStore:
         open_fingerprinted(store.root, RUN_DIRECTORY, fingerprint, config, overwrite)
         return store
 
-    def has_fold(self, spec: FoldSpec) -> bool:
-        return self.fold_path(spec).exists()
+    def has_fold(self, fold: FoldId) -> bool:
+        return self.fold_path(fold).exists()
 
     def save_fold(self, result: FoldResult) -> None:
-        write_json(self.folds_dir / f"r{result.repeat}_f{result.fold}.json", result)
+        write_json(self.fold_path(result), result)
 
-    def load_folds(self, plan: Sequence[FoldSpec]) -> list[FoldResult]:
-        return [FoldResult.model_validate_json(self.fold_path(spec).read_text()) for spec in plan]
+    def load_folds(self, plan: Sequence[FoldId]) -> list[FoldResult]:
+        return [_read_fold(self.fold_path(fold)) for fold in plan]
+
+    def load_saved_folds(self) -> list[FoldResult]:
+        """Every fold finished so far, whatever the plan."""
+        return [_read_fold(path) for path in self.saved_fold_paths()]
 
     def load_zero_shot(self) -> list[LLMPredictionResult] | None:
         if not self.zero_shot_path.exists():
@@ -153,3 +192,7 @@ class RunStore:
     def write_final(self, result: TsTResult, samples: Sequence[SampleResult]) -> None:
         PydanticJSONLinesWriter(self.samples_path).write_batch(samples)
         write_json(self.result_path, result)
+
+
+def _read_fold(path: Path) -> FoldResult:
+    return FoldResult.model_validate_json(path.read_text(encoding="utf-8"))

@@ -107,7 +107,7 @@ def test_memory_not_released_is_a_regression_beyond_the_tolerance(recorded, tmp_
     assert compare_inputs([recorded.benchmark_json, released]).regressions == []
     comparison = compare_inputs([recorded.benchmark_json, kept])
     assert kinds(comparison) == ["memory"]
-    assert "fold r0 f2 on cuda:0 (nvml)" in comparison.regressions[0].message
+    assert "fold r0_f2 on cuda:0 (nvml)" in comparison.regressions[0].message
     looser = Thresholds(memory_tolerance_mib=tolerance + 10)
     assert compare_inputs([recorded.benchmark_json, kept], looser).regressions == []
 

@@ -127,7 +127,7 @@ def test_measured_benchmark_json_adds_speedup_and_memory(recorded, tmp_path):
     html = files.html.read_text()
     assert len(embedded_pngs(html)) == 5
     assert "memory not released after clean-up in 1 of 3 folds" in html
-    assert '<td>r0 f2</td><td>cuda:0</td><td class="num">1200</td>' in html
+    assert '<td>r0_f2</td><td>cuda:0</td><td class="num">1200</td>' in html
     assert '+700</td><td class="num">256</td><td>no</td>' in html
     assert "90%" in html and "test fixture" in html  # 1.8x on 2 GPUs against the ideal 2x
     assert "pytest-benchmark timing" in html and "machine python_version" in html

@@ -25,9 +25,10 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelOptions:
-    """Which model, loaded how, and how its prompts are rendered."""
+    """Which model, loaded how, and how its prompts are rendered (frozen, like every engine config:
+    a setting changes by `dataclasses.replace`)."""
 
     model_name: str = DEFAULT_MODEL
     dtype: str = "auto"

@@ -16,7 +16,7 @@ from .prompting import choice_token_ids, encode_prompt
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class HFPredictorConfig(ModelOptions):
     max_tokens: int = 16
     batch_size: int = 32

@@ -57,7 +57,7 @@ ENGINE_STRATEGIES = ("hot_swap", "rebuild")
 SERVABLE_MODULES_TO_SAVE = ("classifier", "score")
 
 
-@dataclass
+@dataclass(frozen=True)
 class VLLMPredictorConfig(ModelOptions):
     temperature: float = 0.0
     max_tokens: int = 16

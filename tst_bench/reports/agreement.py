@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..schemas import FoldResult, SamplePrediction
+from ..schemas import SamplePrediction
+from ..store import SAMPLES_FILE, RunStore
 
 #: how far s(x) (and any option probability) may move across thread counts or executors
 BIAS_TOLERANCE = 0.01
@@ -47,12 +48,12 @@ class Agreement:
 
 def fold_samples(run_dir: Path) -> dict[tuple[str, int], SamplePrediction]:
     """Every held-out prediction of a run directory by (sample id, repeat), from its fold files."""
+    run = RunStore(run_dir)
     found: dict[tuple[str, int], SamplePrediction] = {}
-    for path in sorted((Path(run_dir) / "folds").glob("*.json")):
-        fold = FoldResult.model_validate_json(path.read_text(encoding="utf-8"))
+    for fold in run.load_saved_folds():
         found.update({(sample.id, sample.repeat): sample for sample in fold.samples})
     if not found:
-        raise FileNotFoundError(f"{run_dir}: no fold files with samples under folds/")
+        raise FileNotFoundError(f"{run_dir}: no fold files with samples under {run.folds_dir}")
     return found
 
 
@@ -85,6 +86,6 @@ def agreement(base_dir: Path, other_dir: Path, tolerance: float = BIAS_TOLERANCE
     return Agreement(len(base), max_change, ties, violations)
 
 
-def same_bytes(base_dir: Path, other_dir: Path, name: str = "samples.jsonl") -> bool:
+def same_bytes(base_dir: Path, other_dir: Path, name: str = SAMPLES_FILE) -> bool:
     """The same-thread-count form of the contract: the per-sample file is byte for byte the same."""
     return (Path(base_dir) / name).read_bytes() == (Path(other_dir) / name).read_bytes()

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from ..memory import DEFAULT_TOLERANCE_MIB, DEFAULT_WARMUP_MIB, MemoryCheck
 from ..memory import check_memory as check_memory_release
 from ..schemas import FoldSummary, TsTResult
+from ..store import fold_key
 from .inputs import SpeedupSeries
 from .paired import PairedComparison
 
@@ -49,7 +50,7 @@ class Finding(BaseModel):
 
 
 def fold_label(fold: FoldSummary) -> str:
-    return f"r{fold.repeat} f{fold.fold}"
+    return fold_key(fold.repeat, fold.fold)
 
 
 def memory_check(folds: Sequence[FoldSummary], thresholds: Thresholds) -> MemoryCheck | None:

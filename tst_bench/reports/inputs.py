@@ -22,11 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..errors import InputError, TsTError
 from ..jsonl import PydanticJSONLinesReader
 from ..schemas import QARecord, SampleResult, TsTResult
+from ..store import RESULT_FILE, RunStore
 
 logger = logging.getLogger(__name__)
-
-RESULT_FILE = "result.json"
-SAMPLES_FILE = "samples.jsonl"
 
 
 class SpeedupSeries(BaseModel):
@@ -157,7 +155,7 @@ def load_source(
         return benchmarks_from_document(source, "pytest-benchmark session", with_questions, strict_samples)
     path = Path(source)
     if path.is_dir():
-        if (path / RESULT_FILE).exists() or (path / "run.json").exists():
+        if RunStore(path).is_run():
             return [load_run_dir(path, with_questions, strict_samples=strict_samples)]
         files = sorted(path.rglob("*.json"))
         if not files:
@@ -197,15 +195,16 @@ def read_json(path: Path) -> Any:
 def load_run_dir(
     path: Path, with_questions: bool = True, result_path: Path | None = None, strict_samples: bool = False
 ) -> RecordedBenchmark:
-    result_path = result_path or path / RESULT_FILE
+    run = RunStore(path)
+    result_path = result_path or run.result_path
     if not result_path.exists():
-        done = len(list((path / "folds").glob("*.json")))
+        done = len(run.saved_fold_paths())
         raise InputError(
             f"{path}: no {RESULT_FILE}: the run has not finished ({done} folds saved);"
             " rerun its `tst-bench run` command to complete it"
         )
     result = validated(TsTResult, read_json(result_path), str(result_path))
-    samples, samples_note = read_samples(path / SAMPLES_FILE, strict_samples)
+    samples, samples_note = read_samples(run.samples_path, strict_samples)
     benchmark = RecordedBenchmark(
         name=path.resolve().name,
         source=str(path),
@@ -225,7 +224,9 @@ def benchmarks_from_document(
         extra = record.extra_info
         samples, samples_note = None, "the pytest-benchmark JSON records the summary only (no tst_run_dir)"
         if extra.tst_run_dir:
-            samples, samples_note = read_samples(Path(extra.tst_run_dir) / SAMPLES_FILE, strict_samples)
+            samples, samples_note = read_samples(
+                RunStore(Path(extra.tst_run_dir)).samples_path, strict_samples
+            )
         benchmark = RecordedBenchmark(
             name=record.name,
             source=origin,

@@ -2,11 +2,12 @@
 
 LlamaFactory pins an older transformers than vLLM, so it lives in a separate environment (its own
 venv, or a folder only its process sees: llamafactory_launch.py) and is driven as
-`llamafactory-cli train cfg.yaml`: training data as alpaca JSONL plus
-`dataset_info.json`, the YAML built from LlamaFactoryConfig on top of the package's
-default_lora.yaml. Each call works in a scratch folder beside the adapter folder (data, YAML, log,
-HF_HOME), publishes only the final adapter, and removes the scratch folder on success; on failure
-the folder stays for inspection and the error carries the tail of the log.
+`llamafactory-cli train cfg.yaml`: training data as alpaca JSONL plus `dataset_info.json`, the
+YAML made of the package's default_lora.yaml (LlamaFactory's own keys) and the training settings
+(trainers/settings.py) written as LlamaFactory keys (`training_keys`). Each call works in a
+scratch folder beside the adapter folder (data, YAML, log, HF_HOME), publishes only the final
+adapter, and removes the scratch folder on success; on failure the folder stays for inspection
+and the error carries the tail of the log.
 
 The prompt LlamaFactory trains on must be the one the predictors score, token for token; the
 trainer compares the first training example LlamaFactory logs with `encode_prompt`'s output and
@@ -15,7 +16,6 @@ refuses the adapter when they differ (a template that does not match the model's
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.resources
 import json
 import logging
@@ -34,14 +34,14 @@ from ..errors import InputError, TsTRuntimeError
 from ..jsonl import atomic_write
 from ..models import ModelSource, Recipe, resolve_model
 from ..models.adapters import adapter_size_bytes, drop_base_layer_weights
-from ..models.options import ModelOptions
 from ..models.resident import load_tokenizer, pick_device
 from ..predictors.prompting import encode_prompt
 from ..schemas import LoRAAdapterInfo, TrainingDatum
 from .base import LLMTrainerInterface
 from .cli_process import ProcessTimeout, run_logged, tail
 from .llamafactory_launch import LaunchCommand, resolve_launcher
-from .recipes import servable_lora
+from .recipes import recipe_settings
+from .settings import ALL_LINEAR, LoRATrainerConfig, TrainingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,8 @@ OWNED_KEYS = frozenset(
         "overwrite_output_dir",
     }
 )
-#: LlamaFactoryConfig field -> LlamaFactory YAML key, for fields that are set.
-YAML_KEYS = {
-    "template": "template",
+#: TrainingSettings field -> the LlamaFactory YAML key it is written as (the seed is each fold's own).
+SETTING_KEYS = {
     "lora_rank": "lora_rank",
     "lora_alpha": "lora_alpha",
     "lora_dropout": "lora_dropout",
@@ -73,21 +72,19 @@ YAML_KEYS = {
     "learning_rate": "learning_rate",
     "num_epochs": "num_train_epochs",
     "batch_size": "per_device_train_batch_size",
-    "gradient_accumulation_steps": "gradient_accumulation_steps",
     "warmup_ratio": "warmup_ratio",
     "max_grad_norm": "max_grad_norm",
     "weight_decay": "weight_decay",
-    "max_seq_length": "cutoff_len",
-    "trust_remote_code": "trust_remote_code",
 }
 _PROGRESS = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[")
 _LOSS = re.compile(r"'loss': '?([-+0-9.eE]+)'?")
 _FIRST_EXAMPLE = re.compile(r"^input_ids:\s*\n\[([0-9,\s]*)\]", re.MULTILINE)
 
 
-@dataclass
-class LlamaFactoryConfig(ModelOptions):
-    """Fields left at None keep default_lora.yaml's value."""
+@dataclass(frozen=True)
+class LlamaFactoryConfig(LoRATrainerConfig):
+    """The model, the training settings (trainers/settings.py, written as LlamaFactory YAML keys)
+    and how LlamaFactory is run."""
 
     #: The llamafactory-cli executable; else $TST_BENCH_LLAMAFACTORY_CLI, PATH, .venv-llamafactory.
     cli: str | None = None
@@ -96,21 +93,8 @@ class LlamaFactoryConfig(ModelOptions):
     python_path: str | None = None
     #: LlamaFactory template; None lets LlamaFactory read the tokenizer's chat template.
     template: str | None = None
-    lora_rank: int | None = None
-    lora_alpha: int | None = None
-    lora_dropout: float | None = None
-    #: LlamaFactory `lora_target`: "all" (every linear layer) or module names.
-    target_modules: str | list[str] | None = None
-    #: LlamaFactory `additional_target` (peft modules_to_save): trained in full.
-    modules_to_save: list[str] | None = None
-    learning_rate: float | None = None
-    num_epochs: float | None = None
-    batch_size: int | None = None
+    #: None keeps default_lora.yaml's value.
     gradient_accumulation_steps: int | None = None
-    warmup_ratio: float | None = None
-    max_grad_norm: float | None = None
-    weight_decay: float | None = None
-    seed: int = 0
     #: CUDA_VISIBLE_DEVICES for the training process (else taken from `device` = "cuda:N").
     gpu_ids: str | None = None
     #: OMP/MKL threads of the training process; None keeps the environment's.
@@ -129,17 +113,10 @@ class LlamaFactoryConfig(ModelOptions):
 
     @classmethod
     def for_recipe(cls, recipe: Recipe, **overrides) -> LlamaFactoryConfig:
-        """The tiny model gets the LoRA recipe vLLM can serve (trainers/recipes.py) and one thread:
-        it gains nothing from more, and spinning OpenMP threads on shared cores cost 10x."""
-        base = cls()
-        if recipe == "tiny":
-            lora = servable_lora(recipe)
-            base = cls(
-                template="default",
-                cpu_threads=1,
-                **{name: lora[name] for name in lora if name in YAML_KEYS},
-            )
-        return dataclasses.replace(base, **overrides)
+        """The recipe's settings vLLM can serve (trainers/recipes.py); the tiny model also gets one
+        thread: it gains nothing from more, and spinning OpenMP threads on shared cores cost 10x."""
+        tiny = {"template": "default", "cpu_threads": 1} if recipe == "tiny" else {}
+        return cls(**{**recipe_settings(recipe, servable=True).options(), **tiny, **overrides})
 
 
 class LlamaFactoryTrainer(LLMTrainerInterface):
@@ -288,12 +265,15 @@ def build_train_config(
     seed: int,
     on_gpu: bool,
 ) -> dict[str, Any]:
-    """default_lora.yaml, then the config's set fields, then `extra`, then what tst-bench owns."""
+    """default_lora.yaml, then the training settings and the config's set fields, then `extra`,
+    then what tst-bench owns."""
     settings = load_default_settings()
-    for name, key in YAML_KEYS.items():
-        value = getattr(config, name)
-        if value is not None:
-            settings[key] = ",".join(value) if isinstance(value, (list, tuple)) else value
+    settings.update(training_keys(config.training))
+    settings["cutoff_len"] = config.max_seq_length
+    settings["trust_remote_code"] = config.trust_remote_code
+    for key in ("template", "gradient_accumulation_steps"):
+        if getattr(config, key) is not None:
+            settings[key] = getattr(config, key)
     if not config.use_chat_template and config.template is None:
         settings["template"] = "empty"
     settings["use_cpu"] = not on_gpu
@@ -316,6 +296,18 @@ def build_train_config(
         }
     )
     return settings
+
+
+def training_keys(training: TrainingSettings) -> dict[str, Any]:
+    """The LlamaFactory YAML keys that say what `training` says."""
+    values: dict[str, Any] = {}
+    for name, key in SETTING_KEYS.items():
+        value = getattr(training, name)
+        if value == ALL_LINEAR:
+            value = "all"
+        if value is not None:
+            values[key] = ",".join(value) if isinstance(value, tuple) else value
+    return values
 
 
 def write_dataset(training_data: Sequence[TrainingDatum], directory: Path, system_prompt: str | None) -> None:

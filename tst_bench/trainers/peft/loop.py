@@ -16,12 +16,15 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..errors import InputError, TsTRuntimeError
-from ..models.resident import free_memory
-from .fold_lora import AdapterLayout, FoldWeights, Routing, attach, frozen, initial_adapter
-from .fold_optim import FoldAdamW, Schedule
-from .packed_attention import CU_SEQLENS, MAX_SEQLEN, block_causal_mask, resolve_attention, varlen_attention
+from ...errors import InputError, TsTRuntimeError
+from ...models.resident import free_memory
+from ..settings import TrainingSettings
+from .adapter_files import AdapterLayout, initial_adapter, lora_config
+from .attention import CU_SEQLENS, MAX_SEQLEN, block_causal_mask, resolve_attention, varlen_attention
+from .lora_hooks import FoldWeights, Routing, attach, frozen
+from .optimizer import FoldAdamW, Schedule
 from .packing import Example, MicroBatch, Step, micro_batches, plan_steps, steps_per_epoch
 
 logger = logging.getLogger(__name__)
@@ -34,20 +37,6 @@ PROGRESS_REPORTS, PROGRESS_MIN_STEPS = 10, 50
 ALLOCATOR_ENVIRONMENT = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")
 #: Model config attributes that post-process logits, which a labelled-positions loss would skip.
 LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
-
-
-@dataclass(frozen=True)
-class FoldRecipe:
-    """The optimisation every fold gets (identical to training it alone)."""
-
-    learning_rate: float
-    num_epochs: int
-    batch_size: int
-    warmup_ratio: float
-    max_grad_norm: float
-    weight_decay: float
-    micro_batch_tokens: int
-    attention: str = "auto"
 
 
 @dataclass
@@ -83,8 +72,10 @@ class TrainingStats:
 
 @dataclass
 class TrainedFolds:
-    """The trained values of every fold (row j of `weights.values` is fold j's adapter)."""
+    """The trained values of every fold (row j of `weights.values` is fold j's adapter) and the
+    peft config they were trained under (what `adapter_files.save_adapter` writes them with)."""
 
+    peft_config: Any
     layout: AdapterLayout
     weights: FoldWeights
     final_losses: list[float]
@@ -93,47 +84,54 @@ class TrainedFolds:
 
 def train_folds(
     model,
-    peft_config,
     examples: Sequence[Sequence[Example]],
     seeds: Sequence[int],
-    recipe: FoldRecipe,
+    settings: TrainingSettings,
     pad_id: int,
+    *,
+    micro_batch_tokens: int,
+    attention: str,
 ) -> TrainedFolds:
-    """Train one adapter per entry of `examples` (fold j on examples[j] with seeds[j]) together."""
+    """Train one adapter per entry of `examples` (fold j on examples[j] with seeds[j]) together,
+    each with `settings`, in forward passes of at most `micro_batch_tokens` tokens."""
     _check_head(model)
     parameter = next(model.parameters())
     device, dtype, folds = parameter.device, parameter.dtype, len(examples)
+    peft_config = lora_config(settings)
     layout, weights = _initial_weights(model, peft_config, seeds, device)
     schedules = [
         Schedule.for_steps(
-            recipe.learning_rate,
-            steps_per_epoch(len(rows), recipe.batch_size) * recipe.num_epochs,
-            recipe.warmup_ratio,
+            settings.learning_rate,
+            steps_per_epoch(len(rows), settings.batch_size) * settings.num_epochs,
+            settings.warmup_ratio,
         )
         for rows in examples
     ]
-    optimizer = FoldAdamW(weights.values, weights.grads, schedules, recipe.weight_decay, recipe.max_grad_norm)
-    attention = resolve_attention(recipe.attention, str(device), dtype)
+    optimizer = FoldAdamW(
+        weights.values, weights.grads, schedules, settings.weight_decay, settings.max_grad_norm
+    )
+    attention = resolve_attention(attention, str(device), dtype)
     routing = Routing(count=folds)
     fold_pass = FoldPass(model, weights, routing, attention)
-    loop = _Loop(examples, plan_steps(examples, seeds, recipe.batch_size, recipe.num_epochs), recipe, pad_id)
+    steps = plan_steps(examples, seeds, settings.batch_size, settings.num_epochs)
+    loop = _Loop(examples, steps, settings.num_epochs, micro_batch_tokens, pad_id)
     loop.stats.attention = attention
     with _training_context(model, weights, routing, attention), _device_memory(device, loop.stats):
         loop.run(fold_pass, optimizer, weights)
-    return TrainedFolds(layout, weights, loop.final_losses(), loop.stats)
+    return TrainedFolds(peft_config, layout, weights, loop.final_losses(), loop.stats)
 
 
 class _Loop:
     """Every optimizer step: its micro-batches forward and backward, then one AdamW step."""
 
-    def __init__(self, examples, steps: list[Step], recipe: FoldRecipe, pad_id: int):
+    def __init__(self, examples, steps: list[Step], epochs: int, micro_batch_tokens: int, pad_id: int):
         self.examples = examples
         self.steps = steps
-        self.recipe = recipe
+        self.epochs = epochs
         self.pad_id = pad_id
         #: Tokens per forward pass; halved for the rest of the pass when the device runs out of memory.
-        self.micro_batch_tokens = recipe.micro_batch_tokens
-        self.per_epoch = len(steps) // recipe.num_epochs
+        self.micro_batch_tokens = micro_batch_tokens
+        self.per_epoch = len(steps) // epochs
         self.last_losses: list = [None] * len(examples)
         self.stats = TrainingStats(folds=len(examples), steps=len(steps))
         self.started = time.perf_counter()
@@ -150,7 +148,7 @@ class _Loop:
                     self.last_losses[fold] = step_loss
             if (number + 1) % self.per_epoch == 0 and logger.isEnabledFor(logging.DEBUG):
                 epoch = (number + 1) // self.per_epoch
-                logger.debug("epoch %d/%d loss %s", epoch, self.recipe.num_epochs, step_loss.tolist())
+                logger.debug("epoch %d/%d loss %s", epoch, self.epochs, step_loss.tolist())
             if reporting and (number + 1) % report_every == 0:
                 self._report_progress(number + 1)
 

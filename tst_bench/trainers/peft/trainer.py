@@ -1,11 +1,11 @@
 """In-process LoRA fine-tuning on the resident base model, every fold of a run in one pass.
 
-`train_many` trains all jobs' adapters together on the one resident base (tst_bench/trainers/
-fold_training.py: each batch carries rows of several folds, each row trains its own fold's
-adapter), with the loss on the answer tokens only; `train` is the same code with one job. Each
-fold keeps its own seed (init and data order), optimizer state, schedule, clipping and loss
-normalisation, so an adapter trained with others equals the one trained alone (up to float
-summation order). Adapters are saved in standard peft format; the base model is never modified.
+`train_many` trains all jobs' adapters together on the one resident base (loop.py: each batch
+carries rows of several folds, each row trains its own fold's adapter), with the loss on the
+answer tokens only; `train` is the same code with one job. Each fold keeps its own seed (init and
+data order), optimizer state, schedule, clipping and loss normalisation, so an adapter trained
+with others equals the one trained alone (up to float summation order). Adapters are saved in
+standard peft format; the base model is never modified.
 """
 
 from __future__ import annotations
@@ -17,37 +17,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
-from ..models import Recipe
-from ..models.adapters import adapter_size_bytes
-from ..models.options import ModelOptions
-from ..models.resident import ResidentModel
-from ..predictors.prompting import encode_prompt, encode_response
-from ..schemas import LoRAAdapterInfo, TrainingDatum
-from .base import LLMTrainerInterface, TrainingJob
-from .fold_lora import frozen, lora_config, save_adapter
-from .fold_training import FoldRecipe, TrainedFolds, train_folds
-from .packed_attention import ATTENTION_MODES
+from ...errors import InputError
+from ...models import Recipe
+from ...models.adapters import adapter_size_bytes
+from ...models.resident import ResidentModel
+from ...predictors.prompting import encode_prompt, encode_response
+from ...schemas import LoRAAdapterInfo, TrainingDatum
+from ..base import LLMTrainerInterface, TrainingJob
+from ..recipes import recipe_settings
+from ..settings import LoRATrainerConfig
+from .adapter_files import save_adapter
+from .attention import ATTENTION_MODES
+from .loop import TrainedFolds, train_folds
+from .lora_hooks import frozen
 from .packing import Example
 
 logger = logging.getLogger(__name__)
 ADAPTER_DTYPES = ("auto", "float32")
 
 
-@dataclass
-class PeftTrainerConfig(ModelOptions):
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    target_modules: str | list[str] = "all-linear"
-    modules_to_save: list[str] | None = None
-    learning_rate: float = 2e-4
-    num_epochs: int = 3
-    batch_size: int = 16
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    seed: int = 0
+@dataclass(frozen=True)
+class PeftTrainerConfig(LoRATrainerConfig):
+    """The model, the training settings (trainers/settings.py) and how a pass runs on the device."""
+
     #: Train all folds of a run in one pass over the base model (`train_many`), or one by one
     #: (same results). `auto`: together on CUDA, where it fills the GPU; one by one on a CPU,
     #: where compute, not launches, is the cost and longer packed lines make it ~10% slower.
@@ -62,27 +54,20 @@ class PeftTrainerConfig(ModelOptions):
     #: `auto` saves adapters in the base model's dtype when it is bf16, else fp32.
     adapter_dtype: str = "auto"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_config(self)
+
     @classmethod
-    def for_recipe(cls, recipe: Recipe, **overrides) -> PeftTrainerConfig:
-        """Defaults that learn: the tiny random model needs a high rate and trainable embeddings."""
-        if recipe == "tiny":
-            base = cls(
-                learning_rate=5e-3,
-                num_epochs=5,
-                batch_size=16,
-                modules_to_save=["lm_head", "embed_tokens"],
-            )
-        else:
-            base = cls()
-        return dataclasses.replace(base, **overrides)
+    def for_recipe(cls, recipe: Recipe, servable: bool = False, **overrides) -> PeftTrainerConfig:
+        """The recipe's settings (trainers/recipes.py; `servable`: adapters vLLM can load)."""
+        return cls(**{**recipe_settings(recipe, servable).options(), **overrides})
 
 
 class PeftTrainer(LLMTrainerInterface):
     needs_exclusive_device = False
-    trains_folds_together = True
 
     def __init__(self, config: PeftTrainerConfig, resident: ResidentModel | None = None):
-        _check_config(config)
         self.config = config
         self.resident = resident or ResidentModel.for_options(config)
         # `auto`: together on CUDA only (see the config field). With LoRA dropout the random draws
@@ -116,24 +101,25 @@ class PeftTrainer(LLMTrainerInterface):
 
     def _train_together(self, jobs: Sequence[TrainingJob]) -> list[LoRAAdapterInfo]:
         config = self.config
-        seeds = [config.seed if job.seed is None else job.seed for job in jobs]
+        settings = config.training
+        seeds = [settings.seed if job.seed is None else job.seed for job in jobs]
         started = time.perf_counter()
         examples = [self.encode(job.training_data) for job in jobs]
         model = self.resident.model
-        peft_config = lora_config(
-            config.lora_rank,
-            config.lora_alpha,
-            config.lora_dropout,
-            config.target_modules,
-            config.modules_to_save,
-        )
         save_dtype = self._save_dtype()
         with frozen(model):
-            trained = train_folds(model, peft_config, examples, seeds, self._recipe(), self._pad_id())
+            trained = train_folds(
+                model,
+                examples,
+                seeds,
+                settings,
+                self._pad_id(),
+                micro_batch_tokens=config.micro_batch_tokens,
+                attention=config.attention,
+            )
             for fold, job in enumerate(jobs):
-                save_adapter(
-                    model, peft_config, trained.weights.fold_tensors(fold), job.output_dir, save_dtype
-                )
+                tensors = trained.weights.fold_tensors(fold)
+                save_adapter(model, trained.peft_config, tensors, job.output_dir, save_dtype)
         seconds = time.perf_counter() - started
         logger.info("trained in %.1fs: %s", seconds, trained.stats.summary())
         return [
@@ -158,19 +144,6 @@ class PeftTrainer(LLMTrainerInterface):
             },
             size_bytes=adapter_size_bytes(job.output_dir),
             train_seconds=seconds / jobs,
-        )
-
-    def _recipe(self) -> FoldRecipe:
-        config = self.config
-        return FoldRecipe(
-            learning_rate=config.learning_rate,
-            num_epochs=config.num_epochs,
-            batch_size=config.batch_size,
-            warmup_ratio=config.warmup_ratio,
-            max_grad_norm=config.max_grad_norm,
-            weight_decay=config.weight_decay,
-            micro_batch_tokens=config.micro_batch_tokens,
-            attention=config.attention,
         )
 
     def _pad_id(self) -> int:
@@ -209,5 +182,5 @@ def _check_config(config: PeftTrainerConfig) -> None:
         raise InputError(f"attention={config.attention!r}: use one of {', '.join(ATTENTION_MODES)}")
     if config.adapter_dtype not in ADAPTER_DTYPES:
         raise InputError(f"adapter_dtype={config.adapter_dtype!r}: use one of {', '.join(ADAPTER_DTYPES)}")
-    if config.micro_batch_tokens < 1 or config.batch_size < 1 or config.num_epochs < 1:
-        raise InputError("micro_batch_tokens, batch_size and num_epochs must be positive")
+    if config.micro_batch_tokens < 1:
+        raise InputError(f"micro_batch_tokens must be at least 1, got {config.micro_batch_tokens}")

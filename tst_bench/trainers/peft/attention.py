@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterator
 from typing import Literal
 
-from ..errors import InputError
+from ...errors import InputError
 
 logger = logging.getLogger(__name__)
 

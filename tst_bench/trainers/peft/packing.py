@@ -1,6 +1,6 @@
 """Which rows every optimizer step of every fold trains on, and how they are laid out for the GPU.
 
-Each fold keeps the recipe's own order: a `random.Random(seed)` shuffle per epoch, `batch_size`
+Each fold keeps its own order: a `random.Random(seed)` shuffle per epoch, `batch_size`
 rows per optimizer step. A step of several folds carries each fold's rows for that step; the rows
 are packed into lines (several short rows per line, no padding between them) and the lines into
 micro-batches of at most `micro_batch_tokens` tokens, so memory stays bounded however many folds
