@@ -235,6 +235,8 @@ def run_trainer(model, per_fold: list[list[Example]], pad_id: int):
         "padding_share": 1 - stats.real_tokens / max(1, stats.padded_tokens),
         "attention": stats.attention,
         "peak_gib": stats.peak_allocated_gib,
+        "micro_batch_tokens": stats.micro_batch_tokens,
+        "out_of_memory_restarts": stats.out_of_memory_restarts,
     }
 
 

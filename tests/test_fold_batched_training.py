@@ -24,9 +24,12 @@ from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 from tst_bench.trainers.peft import attention as packed_attention
 from tst_bench.trainers.peft.adapter_files import initial_adapter, lora_config, tensor_key
 from tst_bench.trainers.peft.loop import (
+    MAX_MICRO_BATCH_TOKENS,
     PROGRESS_MIN_STEPS,
     PROGRESS_REPORTS,
     FoldPass,
+    activation_bytes_per_token,
+    fitting_micro_batch_tokens,
     train_folds,
 )
 from tst_bench.trainers.peft.lora_hooks import FoldWeights, Routing, attach
@@ -501,3 +504,12 @@ def test_fold_batched_servable_adapters_serve_in_vllm_like_hf(tiny_source, resid
             hf.unload_adapter()
     finally:
         vllm.close()
+
+
+def test_auto_micro_batches_fit_the_available_memory(tiny_source):
+    """On a CPU `auto` is the largest size; the activation estimate scales with the model's shape."""
+    model = ResidentModel(tiny_source).model
+    assert fitting_micro_batch_tokens(model, torch.device("cpu")) == MAX_MICRO_BATCH_TOKENS
+    config = model.config
+    per_layer = 3 * config.intermediate_size + 8 * config.hidden_size
+    assert activation_bytes_per_token(model) == config.num_hidden_layers * per_layer * 4  # float32

@@ -48,7 +48,8 @@ class PeftTrainerConfig(LoRATrainerConfig):
     #: memory checkpoints between them (the clean-up check compares passes) and less memory per pass.
     folds_per_pass: int | str = "auto"
     #: Most tokens (lines x longest line) in one forward pass; a step of more is split, same result.
-    micro_batch_tokens: int = 16384
+    #: `auto`: what the device's available memory holds when the pass starts, at most 16,384.
+    micro_batch_tokens: int | str = "auto"
     #: How packed rows attend: `packed` (masked SDPA), `varlen` (CUDA flash varlen), `auto`.
     attention: str = "auto"
     #: `auto` saves adapters in the base model's dtype when it is bf16, else fp32.
@@ -141,6 +142,8 @@ class PeftTrainer(LLMTrainerInterface):
                 "final_loss": trained.final_losses[fold],
                 "trained_together": jobs,
                 "attention_used": trained.stats.attention,
+                "micro_batch_tokens_used": trained.stats.micro_batch_tokens,
+                "out_of_memory_restarts": trained.stats.out_of_memory_restarts,
             },
             size_bytes=adapter_size_bytes(job.output_dir),
             train_seconds=seconds / jobs,
@@ -172,15 +175,14 @@ class PeftTrainer(LLMTrainerInterface):
 def _check_config(config: PeftTrainerConfig) -> None:
     if config.fold_batching not in (True, False, "auto"):
         raise InputError(f"fold_batching={config.fold_batching!r}: use true, false or auto")
-    if config.folds_per_pass != "auto" and (
-        isinstance(config.folds_per_pass, bool)
-        or not isinstance(config.folds_per_pass, int)
-        or config.folds_per_pass < 1
-    ):
-        raise InputError(f"folds_per_pass={config.folds_per_pass!r}: use auto or a positive number")
+    for name in ("folds_per_pass", "micro_batch_tokens"):
+        _check_auto_or_positive(name, getattr(config, name))
     if config.attention not in ATTENTION_MODES:
         raise InputError(f"attention={config.attention!r}: use one of {', '.join(ATTENTION_MODES)}")
     if config.adapter_dtype not in ADAPTER_DTYPES:
         raise InputError(f"adapter_dtype={config.adapter_dtype!r}: use one of {', '.join(ADAPTER_DTYPES)}")
-    if config.micro_batch_tokens < 1:
-        raise InputError(f"micro_batch_tokens must be at least 1, got {config.micro_batch_tokens}")
+
+
+def _check_auto_or_positive(name: str, value: object) -> None:
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InputError(f"{name}={value!r}: use auto or a positive whole number")
