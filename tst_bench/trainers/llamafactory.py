@@ -250,7 +250,8 @@ class LlamaFactoryTrainer(LLMTrainerInterface):
 
 
 def load_default_settings() -> dict[str, Any]:
-    text = importlib.resources.files(__package__).joinpath("default_lora.yaml").read_text(encoding="utf-8")
+    package = __name__.rpartition(".")[0]
+    text = importlib.resources.files(package).joinpath("default_lora.yaml").read_text(encoding="utf-8")
     settings = yaml.safe_load(text)
     if not isinstance(settings, dict):
         raise TsTRuntimeError("default_lora.yaml does not hold a mapping")

@@ -129,9 +129,10 @@ def _describe(name: str, module) -> tuple[AdaptedModule, dict[str, Any]] | None:
             raise InputError(
                 f"modules_to_save {name!r} is a {type(copy).__name__}; only Linear and Embedding layers train"
             )
-        values = {"weight": copy.weight}
-        if getattr(copy, "bias", None) is not None:
-            values["bias"] = copy.bias
+        values: dict[str, Any] = {"weight": copy.weight}
+        bias = getattr(copy, "bias", None)  # an Embedding has none
+        if isinstance(bias, torch.Tensor):
+            values["bias"] = bias
         return AdaptedModule(name, "copy", tuple(values)), values
     if not isinstance(module, lora_layers.LoraLayer):
         return None

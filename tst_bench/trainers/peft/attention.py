@@ -19,9 +19,12 @@ import inspect
 import itertools
 import logging
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ...errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ def varlen_forward(module, query, key, value, attention_mask, dropout: float = 0
     return varlen_kernel(q, k, v, cu_seqlens, longest, scaling).unsqueeze(0), None
 
 
-def varlen_kernel(q, k, v, cu_seqlens, longest: int, scale):
+def varlen_kernel(q, k, v, cu_seqlens, longest: int, scale) -> torch.Tensor:
     """Causal attention within each [cu_seqlens[i], cu_seqlens[i+1]) row; q/k/v: [T, heads, d]."""
     from torch.nn.attention.varlen import varlen_attn
 
@@ -102,7 +105,8 @@ def varlen_kernel(q, k, v, cu_seqlens, longest: int, scale):
         else:
             k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
             v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
-    return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, longest, longest, **options)
+    out = varlen_attn(q, k, v, cu_seqlens, cu_seqlens, longest, longest, **options)
+    return out[0] if isinstance(out, tuple) else out  # a tuple only with return_aux, not asked for
 
 
 @functools.cache

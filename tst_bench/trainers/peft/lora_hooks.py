@@ -17,12 +17,17 @@ modules are adapted, and how, comes from peft (adapter_files.py).
 from __future__ import annotations
 
 import contextlib
+import functools
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 from .adapter_files import AdaptedModule, AdapterLayout, tensor_key
 
 
@@ -47,8 +52,11 @@ class FoldWeights:
         self.current: dict[str, Any] = {}
 
     @property
-    def grads(self):
-        return self.values.grad
+    def grads(self) -> torch.Tensor:
+        grads = self.values.grad
+        if grads is None:
+            raise RuntimeError("the folds' gradient buffer was dropped")
+        return grads
 
     def materialize(self, dtype) -> None:
         """Cast every fold's values to `dtype` in one op and view them per tensor."""
@@ -216,7 +224,8 @@ def _copy_linear_hook(adapted: AdaptedModule, tensors: _Tensors, routing: Routin
             chunks = torch.split(flat, routing.fold_sizes)
             result = torch.cat([fold_linear(chunk, fold) for fold, chunk in enumerate(chunks)])
         else:
-            result = sum(routing.one_hot[:, fold, None] * fold_linear(flat, fold) for fold in range(folds))
+            terms = (routing.one_hot[:, fold, None] * fold_linear(flat, fold) for fold in range(folds))
+            result = functools.reduce(operator.add, terms)
         return result.view(output.shape)
 
     return hook
