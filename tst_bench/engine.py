@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backends import build_trainable, fit_to_backend
+from .cluster.connection import ClusterOptions
 from .config import RunConfig
 from .datasets import Dataset, load_dataset
 from .errors import InputError
@@ -22,9 +23,11 @@ from .executors import check_executor_options, make_executor
 from .folds import FoldSpec, make_fold_plan
 from .memory import MemoryCheck, MemoryReport, assert_memory_released
 from .models import ModelSource, resolve_model
+from .models.options import check_device
+from .registry import backend_spec, trainer_spec
 from .results import summarize
 from .schemas import FoldResult, SampleResult, TsTResult
-from .store import RunStore
+from .store import RunStore, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +79,31 @@ def checked_inputs(config: RunConfig) -> tuple[RunConfig, Dataset, list[FoldSpec
     input check has passed."""
     if config.out is None:
         raise InputError("an output directory (--out) is required")
+    check_output_dir(Path(config.out))
     config = fit_to_backend(config)
     dataset = load_dataset(config.dataset, config.limit, config.group_columns)
     plan = make_fold_plan(dataset.records, config.folds, config.seed, config.repeats)
     source = resolve_model(config.model)
-    build_trainable(config, source)  # constructors are lazy: this only validates names and options
-    check_executor_options(config)
+    check_engines(config, source)
     return config, dataset, plan, source
+
+
+def check_engines(config: RunConfig, source: ModelSource) -> None:
+    """The run's backend, trainer and their options, executor and device, checked without loading
+    anything (constructors are lazy)."""
+    build_trainable(config, source)
+    check_executor_options(config)
+    if needs_a_device_here(config):
+        check_device(config.device)
+
+
+def needs_a_device_here(config: RunConfig) -> bool:
+    """Whether the run puts a model on a device of this machine: not TsT-RF (no neural model),
+    not the workers of a Ray cluster joined elsewhere."""
+    if backend_spec(config.backend).model == trainer_spec(config.trainer).model == "none":
+        return False
+    uses_ray = config.executor == "ray" or backend_spec(config.backend).pool_of is not None
+    return not uses_ray or ClusterOptions(config.ray_address, config.ray_gpus).joined_address is None
 
 
 def run_tst(

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import RunConfig
 from .errors import InputError
 from .folds import FoldSpec
 from .jsonl import PydanticJSONLinesReader, PydanticJSONLinesWriter, write_json
@@ -40,6 +42,8 @@ class DirectoryKind:
     marker: str
     owned: tuple[str, ...]
     describe: Callable[[dict[str, Any]], str]
+    #: config fields (at any nesting) that do not change the work: a resume may change them
+    free_fields: tuple[str, ...] = ()
 
 
 def open_fingerprinted(
@@ -50,12 +54,15 @@ def open_fingerprinted(
     Different work, an unreadable marker or a folder with other content is an InputError (nothing
     is touched) unless `overwrite`, which deletes what this kind owns first.
     """
+    check_output_dir(root)
     marker = root / kind.marker
     if marker.exists() and not overwrite:
         previous = _read_marker(marker)
         if previous.get("fingerprint") != fingerprint:
+            before = previous.get("config") or {}
             raise InputError(
-                f"{root} holds a different {kind.name} ({kind.describe(previous.get('config') or {})});"
+                f"{root} holds a different {kind.name} ({kind.describe(before)}):"
+                f" {describe_changes(before, config, kind.free_fields)};"
                 " choose another --out or pass --overwrite"
             )
         logger.info("resuming the %s in %s", kind.name, root)
@@ -70,6 +77,42 @@ def open_fingerprinted(
                 path.unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"fingerprint": fingerprint, "config": config})
+
+
+def check_output_dir(root: Path) -> None:
+    """`root` can become the output folder: no file in the way, and writable (checked without
+    writing anything, so a bad --out leaves no trace)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == root else f"lies under {existing}, which is a file"
+        raise InputError(f"--out {root} {where}, not a folder; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--out {root}: {existing} is not writable for this user; choose another --out")
+
+
+def describe_changes(before: dict[str, Any], now: dict[str, Any], free_fields: Sequence[str]) -> str:
+    """What differs between the work in a folder and the work asked for, field by field."""
+    old, new = _flat(before), _flat(now)
+    changed = [
+        f"{key} {old.get(key)!r} there, {new.get(key)!r} now"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key) and key.rsplit(".", 1)[-1] not in free_fields
+    ]
+    if not changed:
+        return "same options, but the dataset's content (or tst-bench's result format) changed"
+    return "; ".join(changed)
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _read_marker(marker: Path) -> dict[str, Any]:
@@ -93,6 +136,7 @@ RUN_DIRECTORY = DirectoryKind(
     marker="run.json",
     owned=("run.json", "result.json", "samples.jsonl", "zero_shot.jsonl", "folds"),
     describe=_describe_run,
+    free_fields=RunConfig.NON_RESULT_FIELDS,
 )
 
 
