@@ -1,6 +1,7 @@
 """The run directory: what a run persists as it goes, so an interrupted run resumes.
 
-    run.json          config + fingerprint, written when the run starts
+    run.json          config + fingerprint, written when the run starts; the run-level timings of
+                      the invocations so far, after each
     zero_shot.jsonl   the base model's predictions (no adapter)
     folds/rR_fF.json  one FoldResult per finished fold
     adapters/         per-fold adapters while a fold runs (kept only with --save-adapters)
@@ -27,7 +28,7 @@ from .config import RunConfig
 from .errors import InputError
 from .folds import FoldSpec
 from .jsonl import PydanticJSONLinesReader, PydanticJSONLinesWriter, write_json
-from .schemas import FoldResult, LLMPredictionResult, SampleResult, TsTResult
+from .schemas import FoldResult, LLMPredictionResult, RunTimings, SampleResult, TsTResult
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def open_fingerprinted(
     """
     check_output_dir(root)
     marker = root / kind.marker
+    previous: dict[str, Any] = {}
     if marker.exists() and not overwrite:
         previous = _read_marker(marker)
         if previous.get("fingerprint") != fingerprint:
@@ -76,7 +78,8 @@ def open_fingerprinted(
             else:
                 path.unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
-    write_json(marker, {"fingerprint": fingerprint, "config": config})
+    # what a resumed marker recorded besides (a run's timings so far) stays
+    write_json(marker, {**previous, "fingerprint": fingerprint, "config": config})
 
 
 def check_output_dir(root: Path) -> None:
@@ -193,6 +196,16 @@ class RunStore:
 
     def save_zero_shot(self, predictions: Sequence[LLMPredictionResult]) -> None:
         PydanticJSONLinesWriter(self.zero_shot_path).write_batch(predictions)
+
+    def load_timings(self) -> RunTimings:
+        """The run-level timings of earlier invocations (none for a fresh run)."""
+        recorded = _read_marker(self.root / RUN_DIRECTORY.marker).get("timings")
+        return RunTimings.model_validate(recorded) if recorded else RunTimings()
+
+    def save_timings(self, timings: RunTimings) -> None:
+        """Keep the timings so far in run.json, for the invocation that resumes the run."""
+        marker = self.root / RUN_DIRECTORY.marker
+        write_json(marker, {**_read_marker(marker), "timings": timings.model_dump(mode="json")})
 
     def write_final(self, result: TsTResult, samples: Sequence[SampleResult]) -> None:
         PydanticJSONLinesWriter(self.samples_path).write_batch(samples)
