@@ -171,7 +171,7 @@ def test_a_folder_of_runs_at_any_depth_results_prunes_and_benchmark_files(record
 def test_a_folder_without_runs_or_benchmark_files_is_an_input_error(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "settings.json").write_text('{"a": 1}')
-    with pytest.raises(InputError, match=r"no run directory .* and no pytest-benchmark JSON file in it"):
+    with pytest.raises(InputError, match=r"neither a run directory .* nor a folder with run directories"):
         load_inputs([tmp_path])
 
 

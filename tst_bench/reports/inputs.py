@@ -198,8 +198,8 @@ def load_folder(root: Path, with_questions: bool, strict_samples: bool) -> list[
                 logger.debug("not a report input, skipped: %s", here / file)
     if not benchmarks:
         raise InputError(
-            f"{root}: no run directory (with {RESULT_FILE}) and no pytest-benchmark JSON file in it"
-            " or below it"
+            f"{root}: neither a run directory (no {RESULT_FILE}) nor a folder with run directories or"
+            " pytest-benchmark JSON files in it or below it"
         )
     return benchmarks
 
