@@ -2,6 +2,8 @@
 
 import json
 import logging
+import os
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +169,77 @@ def test_a_file_that_is_not_utf8_exits_2_from_a_real_process(tmp_path):
     assert completed.returncode == 2, completed.stderr
     assert f"{dataset}: row 2: not UTF-8 text: byte 0xe9 at column 18" in completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+FOREST = ("--backend", "rf", "--trainer", "rf", "--folds", "2")
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this user cannot write in: a read-only one, or for root a read-only file system."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    for folder in (locked, Path("/proc/sys")):
+        if folder.is_dir() and not os.access(folder, os.W_OK):
+            return folder
+    pytest.skip("no folder here that this user cannot write in (root, and /proc/sys writable)")
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "unwritable"])
+def test_an_out_that_cannot_be_a_folder_exits_2_before_any_work(where, tmp_path, run_main):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    out, message = {
+        "a file": (taken, f"--out {taken} is a file, not a folder"),
+        "under a file": (taken / "run", f"--out {taken / 'run'} lies under {taken}, which is a file"),
+        "unwritable": (unwritable_folder(tmp_path) / "run", "is not writable for this user"),
+    }[where]
+    code, log = run_main("run", "--dataset", good_dataset(tmp_path), *FOREST, "--out", str(out))
+    assert (code, message in log) == (2, True), log
+    assert taken.read_text() == "mine" and not (out.parent / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "prune"])
+def test_an_option_of_the_wrong_type_exits_2_naming_it(command, tmp_path, run_main):
+    out = tmp_path / "out"
+    args = (command, "--dataset", good_dataset(tmp_path), *FOREST, "--out", str(out))
+    code, log = run_main(*args, "--trainer-option", "n_estimators=abc")
+    assert code == 2
+    assert "option n_estimators='abc' for RFConfig: Input should be a valid integer" in log
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_device_this_machine_lacks_exits_2_and_leaves_nothing_in_the_way(tmp_path, run_main):
+    import torch
+
+    count = torch.cuda.device_count()
+    device = "cuda" if count == 0 else f"cuda:{count}"
+    out = tmp_path / "out"
+    args = ("run", "--dataset", good_dataset(tmp_path), "--folds", "2", "--no-zero-shot", "--out", str(out))
+    code, log = run_main(*args, "--device", device)
+    assert code == 2
+    assert f"--device {device}: " in log and ("no CUDA GPU" in log or f"torch sees {count}" in log)
+    assert not out.exists()
+    code, log = run_main(*args, "--device", "cpu")  # the corrected command
+    assert code == 0, log
+
+
+def test_a_rerun_with_other_settings_names_what_differs(tmp_path, run_main):
+    out = tmp_path / "out"
+    args = (
+        "run",
+        "--dataset",
+        good_dataset(tmp_path),
+        "--backend",
+        "rf",
+        "--trainer",
+        "rf",
+        "--out",
+        str(out),
+    )
+    assert run_main(*args, "--folds", "2")[0] == 0
+    code, log = run_main(*args, "--folds", "3", "--workers", "2")
+    assert code == 2
+    assert f"{out} holds a different run (dataset " in log
+    assert "): folds 2 there, 3 now; choose another --out or pass --overwrite" in log

@@ -163,7 +163,7 @@ def test_the_contract_computes_s_x_from_the_option_probabilities(records, plan, 
     by_id = {record.id: record for record in records}
     assert [s.bias_score for s in result.samples] == [PROBS[by_id[s.id].answer] for s in result.samples]
     assert [s.correct for s in result.samples] == [by_id[s.id].answer == "A" for s in result.samples]
-    zero_shot = evaluator.zero_shot()
+    zero_shot = evaluator.zero_shot().predictions
     assert [p.bias_score for p in zero_shot] == [PROBS[r.answer] for r in records]
 
 

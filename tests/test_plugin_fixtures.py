@@ -290,3 +290,76 @@ def test_no_report_without_tst_benchmarks_or_when_turned_off(pytester):
     pytester.makepyfile(test_speedup="def test_plain():\n    pass\n")
     pytester.runpytest_subprocess(*plugin_args()).assert_outcomes(passed=1)
     assert not (pytester.path / "reports").exists()
+
+
+def markdown_text(text: str) -> str:
+    return text.replace("&", "&amp;")
+
+
+def first_section(markdown: str) -> str:
+    """The report's first `## ` section, heading and text."""
+    return markdown.split("\n## ", 2)[1]
+
+
+@pytest.mark.slow
+def test_a_run_without_benchmark_lands_in_the_report(pytester):
+    pytester.makepyfile(
+        test_mine=f"""
+        def test_mine(tst_runner):
+            run = tst_runner(dataset="{SMALL}", model="tiny", folds=2)
+            assert run.result.n_folds == 2
+        """
+    )
+    result = pytester.runpytest_subprocess(*plugin_args())
+    result.assert_outcomes(passed=1)
+    report = pytester.path / "reports"
+    result.stdout.fnmatch_lines([f"report: {report / 'report.html'}, {report / 'report.md'}"])
+    verdict = first_section((report / "report.md").read_text())
+    assert verdict.startswith("Your benchmark: non-visual signal per dataset")
+    assert f"| {markdown_text(SMALL)} | tiny | hf/peft | accuracy |" in verdict and "test_mine" in verdict
+
+
+FOREST = ("--tst-backend=rf", "--tst-trainer=rf", "--tst-folds=3")
+
+
+def test_every_run_of_a_test_is_reported_once_and_measurements_are_not_judged(pytester):
+    pytester.makepyfile(
+        test_runs=f"""
+        def test_two_runs(benchmark, tst_runner):
+            benchmark.pedantic(tst_runner, kwargs={{"dataset": "{SMALL}", "seed": 1}}, rounds=1, iterations=1)
+            tst_runner(dataset="synthetic:control?rows=60&seed=2")
+
+        def test_memory(tst_runner):
+            tst_runner(dataset="synthetic:numeric?rows=60&seed=2", measures="memory")
+        """
+    )
+    result = pytester.runpytest_subprocess(*plugin_args(), *FOREST, "--benchmark-json=bench.json")
+    result.assert_outcomes(passed=2)
+    markdown = (pytester.path / "reports" / "report.md").read_text()
+    runs = markdown.split("\n## Every run", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in runs.splitlines() if line.startswith("| test_")]
+    names = [row.split(" | ")[0].removeprefix("| ") for row in rows]
+    assert names == ["test_two_runs", "test_two_runs run1", "test_memory"]
+    verdict = first_section(markdown)
+    assert markdown_text(SMALL) in verdict and markdown_text("synthetic:control?rows=60&seed=2") in verdict
+    assert "synthetic:numeric" not in verdict.split("not judged here")[0]
+    assert "not judged here, they measure memory or speed: test_memory" in verdict
+    (entry,) = json.loads((pytester.path / "bench.json").read_text())["benchmarks"]
+    assert entry["extra_info"]["tst_config"]["dataset"] == SMALL  # the run it timed, the first
+
+
+def test_pytest_fixtures_shows_what_each_fixture_takes_returns_and_records(pytester):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess(*plugin_args(), "--fixtures")
+    assert result.ret == 0
+    text = result.stdout.str()
+    undocumented = [line for line in text.splitlines() if line.startswith("tst_") and "no docstring" in line]
+    assert not undocumented, undocumented
+    joined = " ".join(text.split())
+    for shown in (
+        'Call it to run one k-fold TsT and record it: `run = tst_runner(dataset="my.jsonl", folds=3)`.',
+        "It returns a TsTRun: `run.result` is result.json's TsTResult",
+        "Each run lands in the session's report (--tst-report; with or without `benchmark`)",
+        "The tst-bench session object",
+    ):
+        assert shown in joined, shown

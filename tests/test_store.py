@@ -33,7 +33,10 @@ def test_same_work_resumes_and_other_work_is_refused_untouched(kind, config, nam
         open_fingerprinted(root, kind, "aaaa", config, overwrite=False)
     assert f"resuming the {kind.name} in {root}" in caplog.text
     before = tree(root)
-    with pytest.raises(InputError, match=rf"holds a different {kind.name} \({named}\); .* --overwrite"):
+    with pytest.raises(
+        InputError,
+        match=rf"holds a different {kind.name} \({named}\): same options, but the dataset's content",
+    ):
         open_fingerprinted(root, kind, "bbbb", config, overwrite=False)
     assert tree(root) == before
     assert json.loads(marker.read_text())["fingerprint"] == "aaaa"
@@ -85,3 +88,17 @@ def test_a_fold_has_one_name_in_the_plan_and_on_disk(tmp_path):
     assert not store.is_run() and store.saved_fold_paths() == []
     RunStore.open(tmp_path, "aaaa", RUN_CONFIG)
     assert store.is_run()
+
+
+def test_a_different_run_names_the_fields_that_differ(tmp_path):
+    root = tmp_path / "out"
+    before = {**RUN_CONFIG, "device": "cuda", "folds": 5, "workers": 1, "trainer_options": {"lr": 0.1}}
+    RunStore.open(root, "aaaa", before)
+    now = {**before, "device": "cpu", "folds": 3, "workers": 4, "trainer_options": {"lr": 0.2, "epochs": 2}}
+    with pytest.raises(InputError) as error:
+        RunStore.open(root, "bbbb", now)
+    assert (
+        f"{root} holds a different run (dataset 'd.jsonl', model 'tiny'): device 'cuda' there, 'cpu' now;"
+        " folds 5 there, 3 now; trainer_options.epochs None there, 2 now; trainer_options.lr 0.1 there,"
+        " 0.2 now; choose another --out or pass --overwrite"
+    ) == str(error.value)  # workers may change on a resume: not a difference

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import typing
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from .config import RunConfig
 from .errors import InputError
@@ -48,17 +51,45 @@ def resident_model(config: RunConfig, source: ModelSource) -> ResidentModel:
 
 
 def configure(config_type: type, options: dict[str, Any], **defaults: Any):
-    """Build a config dataclass from defaults plus user options, rejecting unknown option names."""
+    """Build a config dataclass from defaults plus user options, rejecting unknown option names
+    and values of the wrong type (before any work, rather than as a TypeError mid-run)."""
     known = {f.name for f in dataclasses.fields(config_type)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise InputError(f"unknown option(s) {unknown} for {config_type.__name__}; known: {sorted(known)}")
-    values = {**defaults, **options}
+    values = {**defaults, **typed_options(config_type, options)}
     if hasattr(config_type, "for_recipe"):
         recipe = values.pop("recipe")
         return config_type.for_recipe(recipe, **values)
     values.pop("recipe", None)
     return config_type(**values)
+
+
+def typed_options(config_type: type, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` checked against the dataclass's field types. A text value becomes the declared
+    type ("1e-4" for a float: YAML reads it as text); any other value is kept as given, so an int
+    stays an int where a field also takes floats (sklearn reads max_features=1 and 1.0 apart)."""
+    hints = typing.get_type_hints(config_type)
+    checked = {}
+    for name, value in options.items():
+        try:
+            adapter = TypeAdapter(hints[name])
+        except PydanticSchemaGenerationError:  # a type pydantic cannot check; the config checks it
+            checked[name] = value
+            continue
+        try:
+            converted = adapter.validate_python(value)
+        except ValidationError as error:
+            problem, expected = error.errors()[0]["msg"], type_name(hints[name])
+            raise InputError(
+                f"option {name}={value!r} for {config_type.__name__}: {problem} (expected {expected})"
+            ) from None
+        checked[name] = converted if isinstance(value, str) else value
+    return checked
+
+
+def type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 def model_options(ctx: BackendContext) -> dict[str, Any]:

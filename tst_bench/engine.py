@@ -7,13 +7,15 @@ the same configuration picks up where the last one stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .backends import build_trainable, fit_to_backend
+from .cluster.connection import ClusterOptions
 from .config import RunConfig
 from .datasets import Dataset, load_dataset
 from .errors import InputError
@@ -22,9 +24,11 @@ from .executors import check_executor_options, make_executor
 from .folds import FoldSpec, make_fold_plan
 from .memory import MemoryCheck, MemoryReport, assert_memory_released
 from .models import ModelSource, resolve_model
+from .models.options import check_device
+from .registry import backend_spec, trainer_spec
 from .results import summarize
-from .schemas import FoldResult, SampleResult, TsTResult
-from .store import RunStore
+from .schemas import FoldResult, RunTimings, SampleResult, TsTResult
+from .store import RunStore, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +80,31 @@ def checked_inputs(config: RunConfig) -> tuple[RunConfig, Dataset, list[FoldSpec
     input check has passed."""
     if config.out is None:
         raise InputError("an output directory (--out) is required")
+    check_output_dir(Path(config.out))
     config = fit_to_backend(config)
     dataset = load_dataset(config.dataset, config.limit, config.group_columns)
     plan = make_fold_plan(dataset.records, config.folds, config.seed, config.repeats)
     source = resolve_model(config.model)
-    build_trainable(config, source)  # constructors are lazy: this only validates names and options
-    check_executor_options(config)
+    check_engines(config, source)
     return config, dataset, plan, source
+
+
+def check_engines(config: RunConfig, source: ModelSource) -> None:
+    """The run's backend, trainer and their options, executor and device, checked without loading
+    anything (constructors are lazy)."""
+    build_trainable(config, source)
+    check_executor_options(config)
+    if needs_a_device_here(config):
+        check_device(config.device)
+
+
+def needs_a_device_here(config: RunConfig) -> bool:
+    """Whether the run puts a model on a device of this machine: not TsT-RF (no neural model),
+    not the workers of a Ray cluster joined elsewhere."""
+    if not (backend_spec(config.backend).uses_device or trainer_spec(config.trainer).uses_device):
+        return False
+    uses_ray = config.executor == "ray" or backend_spec(config.backend).pool_of is not None
+    return not uses_ray or ClusterOptions(config.ray_address, config.ray_gpus).joined_address is None
 
 
 def run_tst(
@@ -91,13 +113,14 @@ def run_tst(
     overwrite: bool = False,
     progress: bool = True,
 ) -> TsTRun:
-    called = time.perf_counter()
-    config, dataset, plan, source = checked_inputs(config)
-    assert config.out is not None
-    store = RunStore.open(
-        Path(config.out), config.fingerprint(dataset.fingerprint), config.to_dict(), overwrite
-    )
-    started = time.perf_counter()
+    clock = InvocationClock()
+    with clock.part("prepare_s"):
+        config, dataset, plan, source = checked_inputs(config)
+        assert config.out is not None
+        store = RunStore.open(
+            Path(config.out), config.fingerprint(dataset.fingerprint), config.to_dict(), overwrite
+        )
+        earlier = store.load_timings()
     pending = [spec for spec in plan if not store.has_fold(spec)]
     done_before = len(plan) - len(pending)
     if done_before:
@@ -105,30 +128,63 @@ def run_tst(
     records = dataset.records
     zero_shot = store.load_zero_shot()
     needs_zero_shot = config.zero_shot and zero_shot is None
-    if pending or needs_zero_shot:
-        with make_executor(config, source, records, store.adapter_dir, observers) as executor:
-            if needs_zero_shot:
-                logger.info("zero-shot baseline on %d samples", len(records))
-                zero_shot = executor.zero_shot()
-                store.save_zero_shot(zero_shot)
-            with FoldProgress(len(plan), done_before, enabled=progress) as bar:
+    worked = bool(pending or needs_zero_shot)
+    if worked:
+        try:
+            with clock.part("start_s"):
+                executor = make_executor(config, source, records, store.adapter_dir, observers)
+            with executor:
+                if needs_zero_shot:
+                    logger.info("zero-shot baseline on %d samples", len(records))
+                    with clock.part("zero_shot_s"):
+                        zero_shot_pass = executor.zero_shot()
+                    clock.events = zero_shot_pass.events
+                    zero_shot = zero_shot_pass.predictions
+                    store.save_zero_shot(zero_shot)
+                with clock.part("folds_s"), FoldProgress(len(plan), done_before, enabled=progress) as bar:
 
-                def on_result(result: FoldResult) -> None:
-                    store.save_fold(result)
-                    bar.advance(result)
+                    def on_result(result: FoldResult) -> None:
+                        store.save_fold(result)
+                        bar.advance(result)
 
-                executor.run(pending, on_result)
+                    executor.run(pending, on_result)
+        except BaseException:
+            store.save_timings(earlier.plus(clock.timings()))  # the rerun that resumes counts them
+            raise
+    # a rerun with nothing left to do reports the run as it was (unless it predates the timings)
+    timings = earlier.plus(clock.timings()) if worked or not earlier.invocations else earlier
+    if worked:
+        store.save_timings(timings)
     folds = store.load_folds(plan)
     result, samples = summarize(
-        config,
-        dataset.name,
-        records,
-        folds,
-        zero_shot if config.zero_shot else None,
-        wall_s=time.perf_counter() - started,
+        config, dataset.name, records, folds, zero_shot if config.zero_shot else None, timings
     )
     store.write_final(result, samples)
-    return TsTRun(config, result, samples, folds, store, seconds=time.perf_counter() - called)
+    return TsTRun(config, result, samples, folds, store, seconds=clock.elapsed)
+
+
+class InvocationClock:
+    """Wall seconds of one `run_tst` call, split into the parts RunTimings lists."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.parts: dict[str, float] = {}
+        self.events: dict[str, float] = {}
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - began
+
+    def timings(self) -> RunTimings:
+        return RunTimings(invocations=1, wall_s=self.elapsed, events=self.events, **self.parts)
 
 
 class FoldProgress:

@@ -38,6 +38,7 @@ from .schemas import (
     LoRAAdapterInfo,
     QARecord,
     SamplePrediction,
+    ZeroShotPass,
 )
 from .trainers.base import LLMTrainerInterface, TrainingJob
 
@@ -86,12 +87,14 @@ class LLMEvaluator:
     def trainer(self) -> LLMTrainerInterface:
         return self.trainable.trainer
 
-    def zero_shot(self) -> list[LLMPredictionResult]:
-        """The base model's predictions, no adapter, with s(x): the zero-shot baseline.
+    def zero_shot(self) -> ZeroShotPass:
+        """The base model's predictions, no adapter, with s(x): the zero-shot baseline, with the
+        pass's seconds and engine events.
 
         Cached device memory is handed back afterwards, as after each fold, so the first fold
         starts from what is really in use (the memory check's baseline).
         """
+        started = time.perf_counter()
         self.predictor.unload_adapter()
         records = list(self.records.values())
         try:
@@ -101,7 +104,11 @@ class LLMEvaluator:
         events = self.predictor.take_event_timings()
         if events:
             logger.info("zero-shot baseline: %s", describe_events(events))
-        return [with_bias_score(record, p) for record, p in zip(records, predictions, strict=True)]
+        return ZeroShotPass(
+            predictions=[with_bias_score(r, p) for r, p in zip(records, predictions, strict=True)],
+            seconds=time.perf_counter() - started,
+            events=events,
+        )
 
     def evaluate_fold(self, spec: FoldSpec, adapter_dir: Path) -> FoldResult:
         """One fold on its own (a group of one)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Generic, TypeVar
@@ -17,12 +17,29 @@ from .errors import InputError
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+#: What a plain open() asks for; the umask takes its bits off, so colleagues read what we write.
+FILE_MODE = 0o666
+
+
+def create_beside(path: Path) -> tuple[int, str]:
+    """A new, exclusively created temporary file next to `path`: (descriptor, name).
+
+    Unlike `tempfile.mkstemp` (always 0600) it gets the mode a plain open() gives under the umask.
+    """
+    while True:
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), name
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Write to a temporary file beside `path`, fsync it, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = create_beside(path)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle

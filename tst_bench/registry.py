@@ -40,6 +40,8 @@ class BackendSpec:
     pool_of: str | None = None
     #: The only trainers it works with; None: any.
     trainers: frozenset[str] | None = None
+    #: Runs a neural model on a torch device (False: TsT-RF's forests, so --device is not checked).
+    uses_device: bool = True
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class TrainerSpec:
     summary: str
     #: The only backends it works with; None: any.
     backends: frozenset[str] | None = None
+    #: Runs a neural model on a torch device.
+    uses_device: bool = True
 
 
 BUILDERS = "tst_bench.builders"
@@ -85,6 +89,7 @@ BACKENDS: Mapping[str, BackendSpec] = {
             "TsT-RF: a Random Forest on question and option features",
             zero_shot=False,  # an unfitted forest has nothing to predict with
             trainers=RF_ONLY,
+            uses_device=False,
         ),
     )
 }
@@ -98,7 +103,9 @@ TRAINERS: Mapping[str, TrainerSpec] = {
             f"{BUILDERS}:llamafactory_trainer",
             "LoRA with `llamafactory-cli train`, one process per fold",
         ),
-        TrainerSpec("rf", f"{BUILDERS}:rf_trainer", "fits TsT-RF's forests", backends=RF_ONLY),
+        TrainerSpec(
+            "rf", f"{BUILDERS}:rf_trainer", "fits TsT-RF's forests", backends=RF_ONLY, uses_device=False
+        ),
     )
 }
 

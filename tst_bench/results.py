@@ -15,6 +15,7 @@ from .schemas import (
     FoldResult,
     LLMPredictionResult,
     QARecord,
+    RunTimings,
     SampleResult,
     TsTResult,
     ZeroShotStatus,
@@ -60,7 +61,7 @@ def summarize(
     records: Sequence[QARecord],
     folds: Sequence[FoldResult],
     zero_shot: Sequence[LLMPredictionResult] | None,
-    wall_s: float,
+    timings: RunTimings,
 ) -> tuple[TsTResult, list[SampleResult]]:
     score, std, ci95 = mean_std_ci95([fold.score for fold in folds])
     samples = sample_results(records, folds)
@@ -84,10 +85,11 @@ def summarize(
         backend=config.backend,
         trainer=config.trainer,
         seed=config.seed,
-        wall_s=wall_s,
+        wall_s=timings.wall_s,
         folds=[fold.summary() for fold in folds],
         config=config.to_dict(),
         feature_importances=mean_feature_importances(folds),
+        timings=timings,
     )
     return result, samples
 

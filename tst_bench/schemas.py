@@ -220,6 +220,44 @@ class FoldResult(FoldSummary):
         return FoldSummary(**self.model_dump(include=set(FoldSummary.model_fields)))
 
 
+class ZeroShotPass(BaseModel):
+    """The zero-shot baseline as one pass: the base model's predictions, the pass's wall seconds and
+    the engine events inside it (the engine a run builds first is built here: `engine_build`)."""
+
+    predictions: list[LLMPredictionResult]
+    seconds: float = 0.0
+    events: dict[str, float] = Field(default_factory=dict)
+
+
+class RunTimings(BaseModel):
+    """A run's wall seconds outside its folds (each fold's are in its own timings), summed over
+    every invocation that worked on it: a run resumed after an interruption counts them all."""
+
+    invocations: int = 0
+    #: everything, checks to summary; result.json's `wall_s`
+    wall_s: float = 0.0
+    #: input checks, dataset, fold plan
+    prepare_s: float = 0.0
+    #: the executor up: predictor and trainer built, Ray workers started
+    start_s: float = 0.0
+    zero_shot_s: float = 0.0
+    #: the fold loop, all folds together
+    folds_s: float = 0.0
+    #: engine events outside the folds (the zero-shot pass): engine_build, engine_sleep, ...
+    events: dict[str, float] = Field(default_factory=dict)
+
+    def plus(self, other: RunTimings) -> RunTimings:
+        """This invocation's timings added to the earlier ones'."""
+        events = dict(self.events)
+        for name, seconds in other.events.items():
+            events[name] = events.get(name, 0.0) + seconds
+        summed = {
+            name: getattr(self, name) + getattr(other, name)
+            for name in ("invocations", "wall_s", "prepare_s", "start_s", "zero_shot_s", "folds_s")
+        }
+        return RunTimings(**summed, events=events)
+
+
 ZeroShotStatus = Literal["scored", "skipped", "not applicable"]
 
 
@@ -263,8 +301,11 @@ class TsTResult(BaseModel):
     backend: str
     trainer: str
     seed: int
+    #: wall seconds of the run, summed over its invocations (`timings` has the parts)
     wall_s: float
     folds: list[FoldSummary]
     config: dict[str, Any] = Field(default_factory=dict)
     #: Mean over folds of a feature model's importances, largest first (TsT-RF); None for LLMs.
     feature_importances: dict[str, float] | None = None
+    #: Run-level seconds outside the folds; None in results written before they were recorded.
+    timings: RunTimings | None = None

@@ -1,6 +1,7 @@
 """The run directory: what a run persists as it goes, so an interrupted run resumes.
 
-    run.json          config + fingerprint, written when the run starts
+    run.json          config + fingerprint, written when the run starts; the run-level timings of
+                      the invocations so far, after each
     zero_shot.jsonl   the base model's predictions (no adapter)
     folds/rR_fF.json  one FoldResult per finished fold (`fold_key`: repeat R, fold F)
     adapters/rR_fF/   per-fold adapters while a fold runs (kept only with --save-adapters)
@@ -18,15 +19,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .config import RunConfig
 from .errors import InputError
 from .jsonl import PydanticJSONLinesReader, PydanticJSONLinesWriter, write_json
-from .schemas import FoldResult, LLMPredictionResult, SampleResult, TsTResult
+from .schemas import FoldResult, LLMPredictionResult, RunTimings, SampleResult, TsTResult
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class DirectoryKind:
     marker: str
     owned: tuple[str, ...]
     describe: Callable[[dict[str, Any]], str]
+    #: config fields (at any nesting) that do not change the work: a resume may change them
+    free_fields: tuple[str, ...] = ()
 
 
 def open_fingerprinted(
@@ -73,12 +78,16 @@ def open_fingerprinted(
     Different work, an unreadable marker or a folder with other content is an InputError (nothing
     is touched) unless `overwrite`, which deletes what this kind owns first.
     """
+    check_output_dir(root)
     marker = root / kind.marker
+    previous: dict[str, Any] = {}
     if marker.exists() and not overwrite:
         previous = _read_marker(marker)
         if previous.get("fingerprint") != fingerprint:
+            before = previous.get("config") or {}
             raise InputError(
-                f"{root} holds a different {kind.name} ({kind.describe(previous.get('config') or {})});"
+                f"{root} holds a different {kind.name} ({kind.describe(before)}):"
+                f" {describe_changes(before, config, kind.free_fields)};"
                 " choose another --out or pass --overwrite"
             )
         logger.info("resuming the %s in %s", kind.name, root)
@@ -92,7 +101,44 @@ def open_fingerprinted(
             else:
                 path.unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
-    write_json(marker, {"fingerprint": fingerprint, "config": config})
+    # what a resumed marker recorded besides (a run's timings so far) stays
+    write_json(marker, {**previous, "fingerprint": fingerprint, "config": config})
+
+
+def check_output_dir(root: Path) -> None:
+    """`root` can become the output folder: no file in the way, and writable (checked without
+    writing anything, so a bad --out leaves no trace)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == root else f"lies under {existing}, which is a file"
+        raise InputError(f"--out {root} {where}, not a folder; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--out {root}: {existing} is not writable for this user; choose another --out")
+
+
+def describe_changes(before: dict[str, Any], now: dict[str, Any], free_fields: Sequence[str]) -> str:
+    """What differs between the work in a folder and the work asked for, field by field."""
+    old, new = _flat(before), _flat(now)
+    changed = [
+        f"{key} {old.get(key)!r} there, {new.get(key)!r} now"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key) and key.rsplit(".", 1)[-1] not in free_fields
+    ]
+    if not changed:
+        return "same options, but the dataset's content (or tst-bench's result format) changed"
+    return "; ".join(changed)
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _read_marker(marker: Path) -> dict[str, Any]:
@@ -116,6 +162,7 @@ RUN_DIRECTORY = DirectoryKind(
     marker=RUN_MARKER,
     owned=(RUN_MARKER, RESULT_FILE, SAMPLES_FILE, ZERO_SHOT_FILE, FOLDS_DIR),
     describe=_describe_run,
+    free_fields=RunConfig.NON_RESULT_FIELDS,
 )
 
 
@@ -188,6 +235,16 @@ class RunStore:
 
     def save_zero_shot(self, predictions: Sequence[LLMPredictionResult]) -> None:
         PydanticJSONLinesWriter(self.zero_shot_path).write_batch(predictions)
+
+    def load_timings(self) -> RunTimings:
+        """The run-level timings of earlier invocations (none for a fresh run)."""
+        recorded = _read_marker(self.root / RUN_DIRECTORY.marker).get("timings")
+        return RunTimings.model_validate(recorded) if recorded else RunTimings()
+
+    def save_timings(self, timings: RunTimings) -> None:
+        """Keep the timings so far in run.json, for the invocation that resumes the run."""
+        marker = self.root / RUN_DIRECTORY.marker
+        write_json(marker, {**_read_marker(marker), "timings": timings.model_dump(mode="json")})
 
     def write_final(self, result: TsTResult, samples: Sequence[SampleResult]) -> None:
         PydanticJSONLinesWriter(self.samples_path).write_batch(samples)

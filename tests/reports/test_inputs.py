@@ -1,7 +1,9 @@
 """Loading report inputs: run directories, pytest-benchmark JSON, folders of them, bad files."""
 
 import json
+import logging
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +11,10 @@ from tst_bench.errors import InputError
 from tst_bench.reports import load_inputs
 from tst_bench.schemas import SampleResult
 
+from ..helpers import run_cli
 from .conftest import copy_run, speedup_series, with_measurements
+
+SMALL = "synthetic:shortcut?rows=60&seed=1"
 
 
 def test_run_directory_gives_result_samples_and_question_text(recorded):
@@ -124,3 +129,64 @@ def test_unfinished_run_directory_says_how_to_finish(tmp_path):
         load_inputs([run])
     with pytest.raises(InputError, match="no inputs given"):
         load_inputs([])
+
+
+def full_copy(run: Path, target: Path) -> Path:
+    """A run directory as `tst-bench run` leaves it, fold files included."""
+    shutil.copytree(run, target, ignore=shutil.ignore_patterns("adapters"))
+    return target
+
+
+def test_a_folder_of_runs_at_any_depth_results_prunes_and_benchmark_files(recorded, tmp_path, caplog):
+    root = tmp_path / "runs"
+    full_copy(recorded.run_dir, root / "a")
+    full_copy(recorded.run_dir, root / "deep" / "er" / "b")
+    tst_results = full_copy(recorded.run_dir, root / "results" / "test_mine.py-test_tst" / "run0")
+    (tst_results / "tst_record.json").write_text(json.dumps({"nodeid": "test_mine.py::test_tst"}))
+    prune = root / "prune"
+    full_copy(recorded.run_dir, prune / "runs" / "2bb56347a672ecfc")
+    (prune / "ibp").mkdir()
+    for document in ("prune.json", "comparison.json", "ibp/trajectory.json"):
+        (prune / document).write_text('{"fingerprint": "x", "rounds": []}')
+    unfinished = root / "unfinished"
+    (unfinished / "folds").mkdir(parents=True)
+    (unfinished / "run.json").write_text("{}")
+    shutil.copy(recorded.run_dir / "folds" / "r0_f0.json", unfinished / "folds")
+    (root / ".benchmarks" / "Linux").mkdir(parents=True)
+    shutil.copy(recorded.benchmark_json, root / ".benchmarks" / "Linux" / "0001_a.json")
+
+    with caplog.at_level(logging.WARNING, logger="tst_bench"):
+        loaded = load_inputs([root], with_questions=False)
+    assert [benchmark.name for benchmark in loaded] == [
+        "test_tst_shortcut",
+        "a",
+        "deep/er/b",
+        "prune/runs/2bb56347a672ecfc",
+        "results/test_mine.py-test_tst/run0",
+    ]
+    assert all(benchmark.result == recorded.result for benchmark in loaded)
+    assert f"skipped {unfinished}: no result.json: the run has not finished (1 folds saved)" in caplog.text
+
+
+def test_a_folder_without_runs_or_benchmark_files_is_an_input_error(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "settings.json").write_text('{"a": 1}')
+    with pytest.raises(InputError, match=r"neither a run directory .* nor a folder with run directories"):
+        load_inputs([tmp_path])
+
+
+@pytest.mark.slow
+def test_report_command_on_a_folder_of_forest_runs_and_a_prune(tmp_path):
+    runs = tmp_path / "runs"
+    forest = ("--backend", "rf", "--trainer", "rf", "--folds", "3", "--no-progress")
+    for seed, out in (("0", "seed0"), ("1", "more/seed1")):
+        completed = run_cli("run", "--dataset", SMALL, *forest, "--seed", seed, "--out", str(runs / out))
+        assert completed.returncode == 0, completed.stderr
+    prune = ("--budget", "10%", "--batch-size", "10%", "--no-control")
+    completed = run_cli("prune", "--dataset", SMALL, *forest, *prune, "--out", str(runs / "prune"))
+    assert completed.returncode == 0, completed.stderr
+    completed = run_cli("report", str(runs), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    for name in ("seed0", "more/seed1", "prune/runs/"):
+        assert name in markdown

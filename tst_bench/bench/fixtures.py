@@ -1,18 +1,7 @@
-"""The plugin's fixtures. Heavy imports (torch, transformers, ray) happen inside them, on first use.
+"""The plugin's fixtures: thin handles on the session (bench/session.py), which owns the state.
 
-tst_settings          the resolved tst-bench options (session)
-tst_gpus              CUDA GPUs this process may use, by UUID, capped by --tst-gpus (session)
-tst_hardware          a description of the machine (session)
-tst_memory_monitor    a MemoryMonitor over tst_gpus (NVML), or RSS with the reason
-tst_dataset           the dataset under test (parametrized over --tst-dataset)
-tst_model_cache       the session's predictors and trainers, built once per model (bench/model_cache.py)
-tst_predictor         the session's predictor for the model under test: built once per model,
-                      adapter dropped and memory checked after each user
-tst_trainer           the trainer for the model under test, making adapters the backend under
-                      test serves (shares the resident model); skipped for a pair that cannot run
-tst_ray               a Ray runtime: local with --tst-gpus/--tst-workers resources, or joined
-tst_runner            runs a k-fold TsT with the memory monitor and records everything
-tst_speedup_recorder  seconds per worker/GPU count across a session's speedup benchmarks
+Heavy imports (torch, transformers, ray) happen inside them, on first use. `pytest --fixtures`
+shows each one's first paragraph.
 """
 
 from __future__ import annotations
@@ -23,30 +12,27 @@ from typing import Any
 
 import pytest
 
-from .recording import SessionRecords
+from .session import TsTSession
 from .settings import TsTSettings
-
-SETTINGS_KEY = pytest.StashKey[TsTSettings]()
-RECORDS_KEY = pytest.StashKey[SessionRecords]()
-
-
-def settings_of(config: pytest.Config) -> TsTSettings:
-    try:
-        return config.stash[SETTINGS_KEY]
-    except KeyError:
-        raise pytest.UsageError(
-            "the tst-bench pytest plugin is not active in this session (disabled with -p no:tst_bench?);"
-            " these benchmarks need it"
-        ) from None
 
 
 @pytest.fixture(scope="session")
-def tst_settings(pytestconfig: pytest.Config) -> TsTSettings:
-    return settings_of(pytestconfig)
+def tst_session(pytestconfig: pytest.Config) -> TsTSession:
+    """The tst-bench session object: settings, every TsT run recorded so far (`.runs`), the shared
+    models and Ray runtime, and the report written at the end (`--tst-report`)."""
+    return TsTSession.of(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def tst_settings(tst_session: TsTSession) -> TsTSettings:
+    """The resolved --tst-* options (command line over ini over defaults): models, datasets,
+    backends, trainers, folds, gpus, workers, memory tolerance, results and report folders."""
+    return tst_session.settings
 
 
 @pytest.fixture(scope="session")
 def tst_gpus(tst_settings: TsTSettings) -> tuple[Any, ...]:
+    """The CUDA GPUs this session may use (NVML, by UUID), capped by --tst-gpus; () on a CPU."""
     from ..hardware import discover_gpus
 
     return discover_gpus()[: tst_settings.usable_gpus]
@@ -54,6 +40,7 @@ def tst_gpus(tst_settings: TsTSettings) -> tuple[Any, ...]:
 
 @pytest.fixture(scope="session")
 def tst_hardware() -> dict[str, Any]:
+    """A description of the machine: CPU, memory, GPUs by UUID, NVML status (recorded with runs)."""
     from ..hardware import describe_hardware
 
     return describe_hardware()
@@ -61,55 +48,64 @@ def tst_hardware() -> dict[str, Any]:
 
 @pytest.fixture
 def tst_memory_monitor(tst_gpus) -> Iterator[Any]:
+    """A started MemoryMonitor over `tst_gpus` (NVML; the process RSS, saying why, without NVML):
+    `begin(key)` / `end(key)` around a piece of work give its before, peak and after."""
     from ..memory import MemoryMonitor, open_probe
 
     with MemoryMonitor(open_probe(tst_gpus)) as monitor:
         yield monitor
 
 
-# The names below are parametrized over the option lists by the plugin (pytest_generate_tests);
+# The names below are parametrized over the option lists by the plugin (bench/selection.py);
 # these bodies are what a test gets when it parametrizes none of them itself.
 @pytest.fixture
 def tst_dataset_spec(tst_settings: TsTSettings) -> str:
+    """The dataset spec under test; the plugin parametrizes it over --tst-dataset."""
     return tst_settings.datasets[0]
 
 
 @pytest.fixture
 def tst_model_name(tst_settings: TsTSettings) -> str:
+    """The model under test; the plugin parametrizes it over --tst-model."""
     return tst_settings.models[0]
 
 
 @pytest.fixture
 def tst_backend_name(tst_settings: TsTSettings) -> str:
+    """The inference backend under test; the plugin parametrizes it over --tst-backend."""
     return tst_settings.backends[0]
 
 
 @pytest.fixture
 def tst_trainer_name(tst_settings: TsTSettings) -> str:
+    """The trainer under test; the plugin parametrizes it over --tst-trainer."""
     return tst_settings.trainers[0]
 
 
 @pytest.fixture
 def tst_dataset(tst_dataset_spec: str):
+    """The dataset under test, loaded: a `Dataset` with `.records` (QARecord: id, question,
+    options, answer, format, groups) and `.fingerprint`."""
     from ..datasets import load_dataset
 
     return load_dataset(tst_dataset_spec)
 
 
 @pytest.fixture(scope="session")
-def tst_model_cache(tst_settings: TsTSettings) -> Iterator[Any]:
-    from .model_cache import ModelCache
-
-    cache = ModelCache(tst_settings)
-    yield cache
-    cache.close()
+def tst_model_cache(tst_session: TsTSession) -> Iterator[Any]:
+    """The session's predictors and trainers, each model built once (bench/model_cache.py);
+    closed at the end of the session."""
+    yield tst_session.models()
+    tst_session.close_models()
 
 
 @pytest.fixture
 def tst_predictor(
     tst_model_cache, tst_model_name: str, tst_backend_name: str, tst_settings, tst_gpus, request
 ):
-    """The shared predictor; after the test its adapter is dropped and its memory must be back."""
+    """The session's shared predictor (an LLMPredictorInterface) for the model and backend under
+    test: built once per model; after the test its adapter is dropped and its memory must be back
+    within --tst-memory-tolerance-mib, or the test errors at teardown."""
     from ..memory import MemoryMonitor, check_memory, open_probe
     from ..models.resident import free_memory
 
@@ -132,6 +128,9 @@ def tst_predictor(
 
 @pytest.fixture
 def tst_trainer(tst_model_cache, tst_model_name: str, tst_trainer_name: str, tst_backend_name: str):
+    """The trainer under test (an LLMTrainerInterface: `train(data, output_dir, seed)` -> adapter),
+    making adapters the backend under test serves and sharing the resident model; a pair that
+    cannot run together (hf with rf) is skipped with the reason."""
     from ..registry import pairing_problem
 
     problem = pairing_problem(tst_backend_name, tst_trainer_name)
@@ -141,17 +140,29 @@ def tst_trainer(tst_model_cache, tst_model_name: str, tst_trainer_name: str, tst
 
 
 @pytest.fixture(scope="session")
-def tst_ray(tst_settings: TsTSettings) -> Iterator[Any]:
+def tst_ray(tst_session: TsTSession) -> Iterator[Any]:
+    """A Ray runtime (`.address`, `.gpus`, `.cpus`, `.started`, `.joined`): --tst-ray-address
+    joins a cluster and leaves it running; otherwise a private local one with --tst-gpus (logical
+    on a CPU) and --tst-workers, removed at the end. Skipped without ray installed."""
     pytest.importorskip("ray", reason="needs ray (pip install 'tst-bench[ray]')")
-    from .ray_runtime import start_ray, stop_ray
-
-    runtime = start_ray(tst_settings)
-    yield runtime
-    stop_ray(runtime)
+    yield tst_session.ray()
+    tst_session.stop_ray()
 
 
 @pytest.fixture
-def tst_runner(tst_settings: TsTSettings, tst_gpus, request: pytest.FixtureRequest, tmp_path: Path):
+def tst_runner(tst_session: TsTSession, tst_gpus, request: pytest.FixtureRequest, tmp_path: Path):
+    """Call it to run one k-fold TsT and record it: `run = tst_runner(dataset="my.jsonl", folds=3)`.
+    Keywords are RunConfig's fields (dataset, model, backend, trainer, folds, repeats, seed, limit,
+    zero_shot, device, executor, workers, predictor_options, trainer_options, ...); unset ones
+    come from the --tst-* options. It returns a TsTRun: `run.result` is result.json's TsTResult
+    (score, ci95, baselines.majority / .chance / .zero_shot, per-fold scores and timings),
+    `run.samples` the per-sample results with s(x), `run.store.root` the run directory (under
+    --tst-results, else the test's tmp_path), `run.assert_memory_released()` the per-fold memory
+    check. Each run lands in the session's report (--tst-report; with or without `benchmark`), in
+    pytest-benchmark's extra_info when the test uses `benchmark`, in a tst_record.json under
+    --tst-results and in the terminal summary. `measures="memory"` (or a `leak_mib=`) keeps a
+    run that measures something else than the dataset out of the report's verdict.
+    """
     from .runner import TsTRunner
 
     def extra_info() -> dict[str, Any] | None:
@@ -159,21 +170,11 @@ def tst_runner(tst_settings: TsTSettings, tst_gpus, request: pytest.FixtureReque
             return request.getfixturevalue("benchmark").extra_info
         return None
 
-    return TsTRunner(
-        tst_settings,
-        tst_gpus,
-        request.node.nodeid,
-        tmp_path,
-        request.config.stash[RECORDS_KEY],
-        extra_info,
-    )
+    return TsTRunner(tst_session, tst_gpus, request.node.nodeid, request.node.name, tmp_path, extra_info)
 
 
 @pytest.fixture(scope="session")
-def tst_speedup_recorder(tst_settings: TsTSettings, pytestconfig: pytest.Config):
-    from ..hardware import hardware_summary
-    from .recording import SpeedupRecorder
-
-    recorder = SpeedupRecorder(tst_settings.speedup_unit, hardware_summary())
-    pytestconfig.stash[RECORDS_KEY].speedup = recorder
-    return recorder
+def tst_speedup_recorder(tst_session: TsTSession):
+    """Seconds per worker/GPU count across the session's speedup benchmarks: `add(executor,
+    count, seconds)` returns the curve so far (speedup relative to count 1 of that executor)."""
+    return tst_session.speedup_recorder()

@@ -1,4 +1,5 @@
-"""What a benchmark records, and where: pytest-benchmark's extra_info, --tst-results, the terminal.
+"""What a TsT run of a session records, and where: the session's report, pytest-benchmark's
+extra_info (when the test uses `benchmark`), --tst-results, the terminal.
 
 extra_info keys (the report writer reads these from --benchmark-json / autosave files):
     tst_result        TsTResult.model_dump(mode="json"): score, baselines, per-fold scores, timings, memory
@@ -6,30 +7,40 @@ extra_info keys (the report writer reads these from --benchmark-json / autosave 
     tst_memory_check  the clean-up check against --tst-memory-tolerance-mib, one row per fold and device
     tst_hardware      the machine (CPU, GPUs by UUID, NVML status)
     tst_config        the RunConfig of the run
+    tst_run_dir       the run directory (result.json, samples.jsonl)
+    tst_measures      set for a run that measures memory or speedup rather than the dataset's score
+                      (a deliberate leak, `tst_runner(measures=...)`): the report's verdict leaves it out
     tst_speedup       speedup benchmarks only: {unit, counts, seconds, speedup, hardware}
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
-@dataclass
-class SessionRecords:
-    """Everything the plugin shows at the end of the session."""
+@dataclass(frozen=True)
+class RecordedRun:
+    """One TsT run of the session (through `tst_runner`): what the report and the terminal show."""
 
-    #: per TsT run of the session, its lines for the terminal summary (headline, memory check)
-    runs: list[str] = field(default_factory=list)
-    speedup: SpeedupRecorder | None = None
-    report_files: list[Path] = field(default_factory=list)
-    report_error: str | None = None
+    nodeid: str
+    #: the run's name in the report: the test's name, `runN` added for a test's later runs
+    name: str
+    #: the extra_info keys above (runner.run_record)
+    record: dict[str, Any]
+    #: its lines in the terminal summary (headline, memory source and check)
+    summary: str
 
     @property
-    def empty(self) -> bool:
-        return not (self.runs or self.speedup or self.report_files or self.report_error)
+    def run_dir(self) -> str:
+        return self.record["tst_run_dir"]
+
+    def benchmark_entry(self) -> dict[str, Any]:
+        """The run as an entry of a pytest-benchmark JSON document, without timing statistics: how a
+        test that does not use `benchmark` reaches the report."""
+        return {"name": self.name, "fullname": self.nodeid, "stats": None, "extra_info": self.record}
 
 
 def safe_name(nodeid: str) -> str:

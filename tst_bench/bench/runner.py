@@ -1,8 +1,9 @@
 """The TsT runner behind the `tst_runner` fixture: one k-fold run with the memory monitor attached.
 
 Every run is fresh (the run directory is overwritten: a benchmark measures work, not a resume) and
-is recorded three ways: pytest-benchmark's extra_info when the test uses `benchmark`, a
-tst_record.json under --tst-results, and a line plus a per-fold memory table in the terminal summary.
+is recorded by the session (bench/session.py): in the session's report, pytest-benchmark's
+extra_info when the test uses `benchmark`, a tst_record.json under --tst-results, and a line plus
+a per-fold memory table in the terminal summary.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from ..engine import TsTRun, run_tst
 from ..hardware import GpuDevice, describe_hardware
 from ..leak import LeakInjector, LeakUnit
 from ..memory import MemoryMonitor, describe_source, open_probe
-from .recording import SessionRecords, headline, safe_name, write_record
-from .settings import TsTSettings, run_config
+from .recording import RecordedRun, headline
+from .session import TsTSession
+from .settings import run_config
 
 logger = logging.getLogger(__name__)
 
@@ -27,23 +29,28 @@ logger = logging.getLogger(__name__)
 class TsTRunner:
     """Call it to run a TsT: `tst_runner(dataset=..., model=..., folds=3, executor="ray", workers=2)`.
 
-    Unset arguments come from the session's options (the first dataset/model/backend/trainer).
+    Keywords are RunConfig's fields; unset ones come from the session's options (the first
+    dataset/model/backend/trainer). `leak_mib` keeps that much memory alive per fold (default
+    --tst-inject-leak), or per training pass with `leak_per="pass"`; `measures="memory"|"speedup"`
+    marks a run that measures something other than the dataset's score (a leak does too), which the
+    report's verdict leaves out.
     """
 
     def __init__(
         self,
-        settings: TsTSettings,
+        session: TsTSession,
         gpus: Sequence[GpuDevice],
         nodeid: str,
+        name: str,
         workdir: Path,
-        records: SessionRecords,
         extra_info: Callable[[], dict[str, Any] | None] = lambda: None,
     ):
-        self.settings = settings
+        self.session = session
+        self.settings = session.settings
         self.gpus = list(gpus)
         self.nodeid = nodeid
+        self.name = name
         self.workdir = workdir
-        self.records = records
         self._extra_info = extra_info
         self.runs: list[TsTRun] = []
 
@@ -51,11 +58,14 @@ class TsTRunner:
         return run_config(self.settings, **overrides)
 
     def run_dir(self) -> Path:
-        root = self.settings.results / safe_name(self.nodeid) if self.settings.results else self.workdir
-        return root / f"run{len(self.runs)}"
+        return self.session.run_dir(self.nodeid, self.workdir, len(self.runs))
 
     def __call__(
-        self, leak_mib: float | None = None, leak_per: LeakUnit = "fold", **overrides: Any
+        self,
+        leak_mib: float | None = None,
+        leak_per: LeakUnit = "fold",
+        measures: str | None = None,
+        **overrides: Any,
     ) -> TsTRun:
         leak_mib = self.settings.inject_leak if leak_mib is None else leak_mib
         config = self.config(**overrides)
@@ -72,29 +82,31 @@ class TsTRunner:
                 leak.release()
         run = replace(run, memory=report, memory_tolerance_mib=self.settings.memory_tolerance_mib)
         self.runs.append(run)
-        self._record(run, leak_mib, leak_per)
+        self._record(run, leak_mib, leak_per, measures or ("memory" if leak_mib else None))
         return run
 
-    def _record(self, run: TsTRun, leak_mib: float, leak_per: LeakUnit) -> None:
-        record = run_record(run, describe_hardware(), leak_mib)
-        extra_info = self._extra_info()
-        if extra_info is not None:
-            extra_info.update(record)
-        if self.settings.results:
-            path = write_record(Path(run.config.out), {"nodeid": self.nodeid, **record})
-            logger.info("recorded %s", path)
+    def _record(self, run: TsTRun, leak_mib: float, leak_per: LeakUnit, measures: str | None) -> None:
         check = run.memory_check()
         assert run.memory is not None
         lines = [headline(self.nodeid, run.result, run.seconds), describe_source(run.memory)]
         if leak_mib:
             lines.append(f"deliberate leak: {leak_mib:g} MiB kept alive per {leak_per}")
-        self.records.runs.append("\n".join([*lines, check.message()]))
+        index = len(self.runs) - 1
+        recorded = RecordedRun(
+            nodeid=self.nodeid,
+            name=self.name if index == 0 else f"{self.name} run{index}",
+            record=run_record(run, describe_hardware(), leak_mib, measures),
+            summary="\n".join([*lines, check.message()]),
+        )
+        self.session.record(recorded, self._extra_info())
 
 
-def run_record(run: TsTRun, hardware: dict[str, Any], leak_mib: float) -> dict[str, Any]:
+def run_record(
+    run: TsTRun, hardware: dict[str, Any], leak_mib: float, measures: str | None
+) -> dict[str, Any]:
     """What a watched run records (see recording.py for the keys)."""
     assert run.memory is not None
-    return {
+    record = {
         "tst_result": run.result.model_dump(mode="json"),
         "tst_memory": run.memory.model_dump(mode="json"),
         "tst_memory_check": run.memory_check().model_dump(mode="json"),
@@ -102,3 +114,6 @@ def run_record(run: TsTRun, hardware: dict[str, Any], leak_mib: float) -> dict[s
         "tst_config": {**run.config.to_dict(), "inject_leak_mib": leak_mib},
         "tst_run_dir": str(run.config.out),  # the report reads the per-sample results there
     }
+    if measures:
+        record["tst_measures"] = measures
+    return record

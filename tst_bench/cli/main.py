@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from .. import __version__
 from ..errors import InputError, TsTError
 from ..reports.commands import add_report_commands
 from .prune import add_prune_command
@@ -43,14 +44,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless it has none (None, False, an empty list)
+    or already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or action.nargs == 0 or "default" in text:
+            return text  # a positional argument or a flag (its default is its absence)
+        if default is None or default is argparse.SUPPRESS or default == []:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of `tst-bench` and of each of its commands: help shows every default."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpWithDefaults)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tst-bench",
         description="Test-set Stress-Test: how much of a benchmark a blind model learns from text.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     add_run_command(commands)
     add_synth_command(commands)
     add_report_commands(commands)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..ibp.runner import PruneConfig
 from .run_options import add_run_options, run_config_from_args, show_progress
 
 
@@ -17,9 +18,17 @@ def add_prune_command(commands) -> None:
     )
     add_run_options(prune, zero_shot_by_default=False)
     # Unset options (None) leave PruneConfig's defaults in place, so they are written once, there.
-    prune.add_argument("--budget", help="rows to remove in all: a count or a percentage (40%%)")
-    prune.add_argument("--batch-size", help="rows removed per round: a count or a percentage (10%%)")
-    prune.add_argument("--tau", type=float, help="stop once the largest s(x) is at most this")
+    prune.add_argument(
+        "--budget",
+        help=f"rows to remove in all: a count or a percentage (default: {percent(PruneConfig.budget)})",
+    )
+    prune.add_argument(
+        "--batch-size",
+        help=f"rows removed per round: a count or a percentage (default: {percent(PruneConfig.batch_size)})",
+    )
+    prune.add_argument(
+        "--tau", type=float, help="stop once the largest s(x) is at most this (default: no such stop)"
+    )
     prune.add_argument(
         "--balance", action="store_true", help="spread removals over answer classes by their sizes"
     )
@@ -29,14 +38,20 @@ def add_prune_command(commands) -> None:
     prune.add_argument("--no-control", action="store_true", help="skip the random-pruning control")
     prune.add_argument(
         "--flag",
-        help="metadata column marking known-biased rows, for the precision per round (shortcut; '' for none)",
+        help="metadata column marking known-biased rows, for the precision per round ('' for none;"
+        f" default: {PruneConfig.flag})",
     )
     prune.add_argument("--no-plot", action="store_true", help="do not draw curves.png")
     prune.set_defaults(handler=prune_command)
 
 
+def percent(count: str) -> str:
+    """A count as argparse help shows it: "40%" must be written "40%%" there."""
+    return count.replace("%", "%%")
+
+
 def prune_command(args: argparse.Namespace) -> int:
-    from ..ibp.runner import PruneConfig, run_prune
+    from ..ibp.runner import run_prune
 
     given = {
         "budget": args.budget,

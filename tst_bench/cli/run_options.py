@@ -22,26 +22,41 @@ from ..registry import BACKENDS, TRAINERS
 
 def add_run_options(parser: argparse.ArgumentParser, zero_shot_by_default: bool) -> None:
     parser.add_argument(
-        "--dataset", required=True, help="file (.jsonl/.json/.csv/.parquet), synthetic:KIND or hf:ID"
+        "--dataset",
+        required=True,
+        metavar="SPEC",
+        help="a .jsonl/.json/.csv/.parquet file, synthetic:KIND[?rows=N&seed=S] or hf:OWNER/NAME",
     )
     parser.add_argument(
-        "--model", default=RunConfig.model, help="tiny, smollm2-135m, a model directory or hub id"
+        "--model",
+        default=RunConfig.model,
+        help="tiny, smollm2-135m, random-qwen2-0.5b, a model folder or hub id",
     )
     parser.add_argument(
-        "--backend",
-        default=RunConfig.backend,
-        help=f"inference backend: {', '.join(BACKENDS)} (default: {RunConfig.backend})",
+        "--backend", default=RunConfig.backend, help=f"inference backend: {', '.join(BACKENDS)}"
+    )
+    parser.add_argument("--trainer", default=RunConfig.trainer, help=f"trainer: {', '.join(TRAINERS)}")
+    parser.add_argument(
+        "--folds", type=int, default=RunConfig.folds, metavar="K", help="k of the k-fold cross-validation"
     )
     parser.add_argument(
-        "--trainer",
-        default=RunConfig.trainer,
-        help=f"trainer: {', '.join(TRAINERS)} (default: {RunConfig.trainer})",
+        "--repeats",
+        type=int,
+        default=RunConfig.repeats,
+        metavar="N",
+        help="fold plans with different shuffles; s(x) and scores are averaged over them",
     )
-    parser.add_argument("--folds", type=int, default=RunConfig.folds)
-    parser.add_argument("--repeats", type=int, default=RunConfig.repeats)
-    parser.add_argument("--seed", type=int, default=RunConfig.seed)
-    parser.add_argument("--limit", type=int, help="use only the first N rows")
-    parser.add_argument("--out", type=Path, required=True, help="output directory (resumable)")
+    parser.add_argument(
+        "--seed", type=int, default=RunConfig.seed, help="seed of the fold plan and of training"
+    )
+    parser.add_argument("--limit", type=int, metavar="N", help="use only the first N rows")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="run directory: result.json, samples.jsonl, a file per finished fold (reruns resume)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="discard a different run in --out")
     if zero_shot_by_default:
         parser.add_argument(
@@ -50,8 +65,17 @@ def add_run_options(parser: argparse.ArgumentParser, zero_shot_by_default: bool)
     else:
         parser.add_argument("--zero-shot", action="store_true", help="also score the zero-shot baseline")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
-    parser.add_argument("--device", default=RunConfig.device)
-    parser.add_argument("--dtype", default=RunConfig.dtype, choices=DTYPES)
+    parser.add_argument(
+        "--device",
+        default=RunConfig.device,
+        help="where models run: auto (CUDA when torch sees a GPU, else cpu), cpu, cuda or cuda:N",
+    )
+    parser.add_argument(
+        "--dtype",
+        default=RunConfig.dtype,
+        choices=DTYPES,
+        help="weight dtype; auto: bfloat16 on a GPU that supports it, else float32",
+    )
     parser.add_argument(
         "--executor", default=RunConfig.executor, help="sequential, or ray (folds spread over GPU workers)"
     )
@@ -59,25 +83,51 @@ def add_run_options(parser: argparse.ArgumentParser, zero_shot_by_default: bool)
         "--workers",
         type=int,
         default=RunConfig.workers,
+        metavar="N",
         help="ray: fold workers (0: GPUs x workers-per-GPU, or one per CPU)",
     )
     parser.add_argument(
         "--workers-per-gpu",
         type=int,
         default=RunConfig.workers_per_gpu,
+        metavar="N",
         help="ray: fold workers packed on one GPU",
     )
     parser.add_argument(
         "--ray-address",
+        metavar="ADDRESS",
         help="ray: join this cluster (auto or HOST:PORT); default: $RAY_ADDRESS, else start one",
     )
     parser.add_argument(
-        "--gpus", type=int, help="ray: GPUs of a cluster we start (default: detected; logical GPUs on CPU)"
+        "--gpus",
+        type=int,
+        metavar="N",
+        help="ray: GPUs of a cluster we start (default: detected; logical GPUs on CPU)",
     )
-    parser.add_argument("--group-by", action="append", metavar="COLUMN", help="group column(s) to report")
-    parser.add_argument("--predictor-option", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--trainer-option", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--group-by",
+        action="append",
+        metavar="COLUMN",
+        help="group column(s) whose scores result.json lists (repeatable; default:"
+        f" {', '.join(RunConfig.group_columns)} where present)",
+    )
+    parser.add_argument(
+        "--predictor-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field of the backend's config, e.g. batch_size=32, max_seq_length=2048 (repeatable;"
+        " VALUE is YAML)",
+    )
+    parser.add_argument(
+        "--trainer-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field of the trainer's config, e.g. num_epochs=3, n_estimators=300 (repeatable;"
+        " VALUE is YAML)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per fold)")
 
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -13,9 +13,14 @@ logger = logging.getLogger(__name__)
 
 def add_synth_command(commands) -> None:
     synth = commands.add_parser("synth", help="write the synthetic benchmark as JSONL")
-    synth.add_argument("--kind", choices=SYNTHETIC_KINDS, default=SyntheticSpec.kind)
-    synth.add_argument("--rows", type=int, default=SyntheticSpec.rows)
-    synth.add_argument("--seed", type=int, default=SyntheticSpec.seed)
+    synth.add_argument(
+        "--kind",
+        choices=SYNTHETIC_KINDS,
+        default=SyntheticSpec.kind,
+        help="shortcut: a planted text cue; control: none; numeric: number answers",
+    )
+    synth.add_argument("--rows", type=int, default=SyntheticSpec.rows, metavar="N", help="rows to write")
+    synth.add_argument("--seed", type=int, default=SyntheticSpec.seed, help="seed of the generator")
     synth.add_argument(
         "--strength", type=float, default=SyntheticSpec.strength, help="P(answer = cue's answer | cue)"
     )

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from ..cluster.actors import split_evenly
 from ..evaluator import FoldCallback
 from ..folds import FoldSpec
-from ..schemas import LLMPredictionResult
+from ..schemas import ZeroShotPass
 
 __all__ = ["FoldCallback", "FoldExecutor", "training_passes"]
 
@@ -33,8 +33,8 @@ class FoldExecutor(ABC):
     """Runs folds through the fold contract (evaluator.LLMEvaluator) somewhere: here, or on workers."""
 
     @abstractmethod
-    def zero_shot(self) -> list[LLMPredictionResult]:
-        """Predictions of the base model (no adapter) for every record."""
+    def zero_shot(self) -> ZeroShotPass:
+        """Predictions of the base model (no adapter) for every record, with the pass's timings."""
 
     @abstractmethod
     def run(self, pending: Sequence[FoldSpec], on_result: FoldCallback) -> None:

@@ -44,7 +44,7 @@ from ..errors import TsTRuntimeError
 from ..evaluator import FoldObserver, FoldObservers, LLMEvaluator
 from ..folds import FoldSpec
 from ..models import ModelSource
-from ..schemas import FoldResult, LLMPredictionResult, QARecord
+from ..schemas import FoldResult, QARecord, ZeroShotPass
 from .base import FoldCallback, FoldExecutor, FoldGroup, training_passes
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class FoldWorker(ActorWorker):
         self.evaluator.evaluate_group(group, lambda spec: directories[spec.key], results.append)
         return results
 
-    def zero_shot(self) -> list[LLMPredictionResult]:
+    def zero_shot(self) -> ZeroShotPass:
         return self.evaluator.zero_shot()
 
 
@@ -147,7 +147,7 @@ class RayExecutor(FoldExecutor):
 
     # --- FoldExecutor ----------------------------------------------------------------------
 
-    def zero_shot(self) -> list[LLMPredictionResult]:
+    def zero_shot(self) -> ZeroShotPass:
         """The base model's predictions, from one worker (so they equal the sequential run's)."""
         pool = self._pool
         for _attempt in range(MAX_ATTEMPTS):

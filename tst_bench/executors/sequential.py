@@ -9,7 +9,7 @@ from ..config import RunConfig
 from ..evaluator import AdapterDir, FoldObserver, LLMEvaluator
 from ..folds import FoldSpec
 from ..models import ModelSource
-from ..schemas import LLMPredictionResult, QARecord
+from ..schemas import QARecord, ZeroShotPass
 from .base import FoldCallback, FoldExecutor, training_passes
 
 
@@ -25,7 +25,7 @@ class SequentialExecutor(FoldExecutor):
         self.adapter_dir = adapter_dir
         self.evaluator = LLMEvaluator(build_trainable(config, source), records, config.seed, observers)
 
-    def zero_shot(self) -> list[LLMPredictionResult]:
+    def zero_shot(self) -> ZeroShotPass:
         return self.evaluator.zero_shot()
 
     def run(self, pending: Sequence[FoldSpec], on_result: FoldCallback) -> None:

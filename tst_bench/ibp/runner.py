@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..backends import build_trainable
 from ..config import RunConfig
 from ..datasets import Dataset, load_dataset
 from ..datasets.export import record_row, write_records
 from ..datasets.rows import row_to_record
-from ..engine import run_tst
+from ..engine import check_engines, run_tst
 from ..errors import InputError
 from ..folds import make_fold_plan
 from ..jsonl import PydanticJSONLinesWriter, write_json
@@ -49,6 +48,7 @@ PRUNE_DIRECTORY = DirectoryKind(
     marker="prune.json",
     owned=("prune.json", "datasets", "runs", "ibp", "random", "comparison.json", "curves.png"),
     describe=lambda config: f"dataset {(config.get('run') or {}).get('dataset')!r}",
+    free_fields=(*RunConfig.NON_RESULT_FIELDS, "plot"),
 )
 
 
@@ -147,7 +147,7 @@ def run_prune(config: PruneConfig, overwrite: bool = False, progress: bool = Fal
     if config.tau is not None and not 0.0 <= config.tau <= 1.0:
         raise InputError(f"--tau must lie in [0, 1], got {config.tau}")
     make_fold_plan(initial, config.run.folds, config.run.seed, config.run.repeats)
-    build_trainable(config.run, resolve_model(config.run.model))  # names and options, nothing runs
+    check_engines(config.run, resolve_model(config.run.model))
     store = PruneStore.open(config, overwrite)
     rounds = _Rounds(config, store, group_columns, budget, batch, progress)
     ibp = rounds.run("ibp", initial)

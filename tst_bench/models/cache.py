@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,8 @@ def build_once(name: str, build: Callable[[Path], None], marker: str = MARKER_FI
     if (target / marker).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    staging = target.parent / f".{name}.{secrets.token_hex(4)}"
+    staging.mkdir()  # not mkdtemp, whose 0700 would keep a shared cache from the other users
     try:
         logger.info("building %s into %s", name, target)
         build(staging)

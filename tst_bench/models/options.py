@@ -25,6 +25,29 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
+def check_device(device: str) -> str:
+    """A device this machine has: `auto`, `cpu`, or a torch device name whose GPU torch can see
+    (`cuda`, `cuda:N`), so a run that cannot get its device stops before any work."""
+    if device in ("auto", "cpu"):
+        return device
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            why = "torch is a CPU build" if torch.version.cuda is None else "torch sees no CUDA GPU"
+            raise InputError(
+                f"--device {device}: this machine has no CUDA GPU ({why}); use --device cpu or auto"
+            )
+        if parsed.index is not None and parsed.index >= count:
+            raise InputError(f"--device {device}: torch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """Which model, loaded how, and how its prompts are rendered (frozen, like every engine config:

@@ -11,7 +11,7 @@ from ..models.options import ModelOptions
 from ..models.resident import ResidentModel
 from ..schemas import TestInstance
 from .base import AdapterRef, PromptScoringPredictor, adapter_path
-from .prompting import choice_token_ids, encode_prompt
+from .prompting import choice_token_ids, encode_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +100,7 @@ class HFPredictor(PromptScoringPredictor):
         import torch
 
         max_prompt = max(8, self.config.max_seq_length - reserve)
-        encoded = [
-            encode_prompt(self.tokenizer, inst.instruction, self.config.prompt_style, max_prompt)
-            for inst in instances
-        ]
+        encoded = encode_prompts(self.tokenizer, instances, self.config.prompt_style, max_prompt)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         pad_id = self.tokenizer.pad_token_id
         device = self.resident.device

@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError
+from ..schemas import TestInstance
 
 logger = logging.getLogger(__name__)
+#: How many cut prompts a warning names by id.
+SHOWN_CUT = 5
 
 
 @dataclass(frozen=True)
@@ -31,15 +34,47 @@ def render_prompt(tokenizer, instruction: str, style: PromptStyle) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def encode_prompt(tokenizer, instruction: str, style: PromptStyle, max_length: int) -> list[int]:
-    """Prompt token ids, cut from the left when longer than `max_length` (the answer end stays)."""
+def prompt_ids(tokenizer, instruction: str, style: PromptStyle) -> list[int]:
+    """The whole prompt's token ids, however long."""
     text = render_prompt(tokenizer, instruction, style)
     chat = style.use_chat_template and bool(getattr(tokenizer, "chat_template", None))
-    ids = tokenizer(text, add_special_tokens=not chat)["input_ids"]
+    return tokenizer(text, add_special_tokens=not chat)["input_ids"]
+
+
+def encode_prompt(tokenizer, instruction: str, style: PromptStyle, max_length: int) -> list[int]:
+    """Prompt token ids, cut from the left when longer than `max_length` (the answer end stays)."""
+    ids = prompt_ids(tokenizer, instruction, style)
     if len(ids) > max_length:
         logger.debug("prompt of %d tokens cut to the last %d", len(ids), max_length)
         ids = ids[-max_length:]
     return ids
+
+
+def encode_prompts(
+    tokenizer, instances: Sequence[TestInstance], style: PromptStyle, max_length: int
+) -> list[list[int]]:
+    """`encode_prompt` for each instance; a warning names the prompts that had to be cut, since a
+    cut question may have lost what its answer depends on."""
+    encoded, cut = [], []
+    for instance in instances:
+        ids = prompt_ids(tokenizer, instance.instruction, style)
+        if len(ids) > max_length:
+            cut.append(f"{instance.instance_id} ({len(ids):,} tokens)")
+            ids = ids[-max_length:]
+        encoded.append(ids)
+    if cut:
+        shown = ", ".join(cut[:SHOWN_CUT])
+        more = f" and {len(cut) - SHOWN_CUT} more" if len(cut) > SHOWN_CUT else ""
+        logger.warning(
+            "%d of %d prompts are longer than %d tokens and were cut from the left (their start is"
+            " lost): %s%s; a larger max_seq_length (--predictor-option, --trainer-option) keeps them whole",
+            len(cut),
+            len(instances),
+            max_length,
+            shown,
+            more,
+        )
+    return encoded
 
 
 def encode_response(tokenizer, response: str) -> list[int]:

@@ -40,7 +40,7 @@ from ..models.options import ModelOptions
 from ..models.resident import load_tokenizer
 from ..schemas import TestInstance
 from .base import AdapterRef, PromptScoringPredictor, adapter_path
-from .prompting import choice_token_ids, encode_prompt
+from .prompting import choice_token_ids, encode_prompts
 from .vllm_canary import CANARY_PROMPTS, CANARY_TOKENS, SleepCanary, default_tolerance
 from .vllm_engine import VLLMEngine, sleep_mode_available, vllm_platform
 from .vllm_sizing import GIB, EngineMemoryPlan, plan_engine_memory
@@ -298,7 +298,7 @@ class VLLMPredictor(PromptScoringPredictor):
 
         max_prompt = max(8, self.config.max_seq_length - reserve)
         style = self.config.prompt_style
-        token_ids = [encode_prompt(self.tokenizer, inst.instruction, style, max_prompt) for inst in instances]
+        token_ids = encode_prompts(self.tokenizer, instances, style, max_prompt)
         self.canary.choose(token_ids)
         return [TokensPrompt(prompt_token_ids=ids) for ids in token_ids]
 

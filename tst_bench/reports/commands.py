@@ -17,13 +17,14 @@ logger = logging.getLogger(__name__)
 
 #: console width when printing to a file or pipe (rich would assume 80 columns)
 LOG_WIDTH = 160
+INPUTS_HELP = "run directories, result.json or pytest-benchmark JSON files, or folders holding them"
 
 
 def add_report_commands(commands) -> None:
     report = commands.add_parser(
         "report", help="write reports/report.html + report.md from run directories or pytest-benchmark JSON"
     )
-    report.add_argument("inputs", nargs="+", type=Path, metavar="RUN_DIR_OR_BENCHMARK_JSON")
+    report.add_argument("inputs", nargs="+", type=Path, metavar="RUN_DIR_OR_BENCHMARK_JSON", help=INPUTS_HELP)
     report.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports)")
     report.add_argument("--top", type=int, default=10, help="most biased samples to list (default: 10)")
     add_threshold_arguments(report)
@@ -32,7 +33,9 @@ def add_report_commands(commands) -> None:
     compare = commands.add_parser(
         "compare", help="compare runs with the first as baseline; exit 1 on a regression"
     )
-    compare.add_argument("inputs", nargs="+", type=Path, metavar="RUN_DIR_OR_BENCHMARK_JSON")
+    compare.add_argument(
+        "inputs", nargs="+", type=Path, metavar="RUN_DIR_OR_BENCHMARK_JSON", help=INPUTS_HELP
+    )
     compare.add_argument("--out", type=Path, help="also write comparison.md/.html/.json into this folder")
     add_threshold_arguments(compare)
     compare.add_argument(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -157,20 +158,54 @@ def load_source(
     if path.is_dir():
         if RunStore(path).is_run():
             return [load_run_dir(path, with_questions, strict_samples=strict_samples)]
-        files = sorted(path.rglob("*.json"))
-        if not files:
-            raise InputError(f"{path}: neither a run directory (no {RESULT_FILE}) nor a folder of JSON files")
-        return [
-            benchmark for file in files for benchmark in load_json_file(file, with_questions, strict_samples)
-        ]
+        return load_folder(path, with_questions, strict_samples)
     return load_json_file(path, with_questions, strict_samples)
+
+
+def load_folder(root: Path, with_questions: bool, strict_samples: bool) -> list[RecordedBenchmark]:
+    """Every run directory and pytest-benchmark JSON file under `root`, at any depth: a folder of
+    runs, a `--tst-results` folder, a prune directory, `.benchmarks`. A run directory is read as a
+    whole (its fold files are its own), named by its path under `root`; an unfinished one is
+    skipped with a warning, other JSON documents (a prune's trajectory, a comparison) quietly."""
+    benchmarks: list[RecordedBenchmark] = []
+    for folder, subfolders, files in os.walk(root):
+        here = Path(folder)
+        subfolders.sort()
+        run = RunStore(here)
+        if run.is_run():
+            subfolders.clear()
+            name = here.relative_to(root).as_posix()
+            if run.result_path.exists():
+                run = load_run_dir(here, with_questions, strict_samples=strict_samples, name=name)
+                benchmarks.append(run)
+            else:
+                logger.warning("skipped %s: %s", here, unfinished_run(here))
+            continue
+        for file in sorted(name for name in files if name.endswith(".json")):
+            document = read_json(here / file)
+            if is_benchmark_document(document):
+                benchmarks.extend(
+                    benchmarks_from_document(document, str(here / file), with_questions, strict_samples)
+                )
+            else:
+                logger.debug("not a report input, skipped: %s", here / file)
+    if not benchmarks:
+        raise InputError(
+            f"{root}: neither a run directory (no {RESULT_FILE}) nor a folder with run directories or"
+            " pytest-benchmark JSON files in it or below it"
+        )
+    return benchmarks
+
+
+def is_benchmark_document(document: Any) -> bool:
+    return isinstance(document, dict) and "benchmarks" in document
 
 
 def load_json_file(
     path: Path, with_questions: bool = True, strict_samples: bool = False
 ) -> list[RecordedBenchmark]:
     document = read_json(path)
-    if isinstance(document, dict) and "benchmarks" in document:
+    if is_benchmark_document(document):
         return benchmarks_from_document(document, str(path), with_questions, strict_samples)
     if isinstance(document, dict) and "metric" in document and "folds" in document:
         return [load_run_dir(path.parent, with_questions, result_path=path, strict_samples=strict_samples)]
@@ -193,26 +228,35 @@ def read_json(path: Path) -> Any:
 
 
 def load_run_dir(
-    path: Path, with_questions: bool = True, result_path: Path | None = None, strict_samples: bool = False
+    path: Path,
+    with_questions: bool = True,
+    result_path: Path | None = None,
+    strict_samples: bool = False,
+    name: str | None = None,
 ) -> RecordedBenchmark:
+    """The run in `path`, named `name` (default: the folder's name)."""
     run = RunStore(path)
     result_path = result_path or run.result_path
     if not result_path.exists():
-        done = len(run.saved_fold_paths())
-        raise InputError(
-            f"{path}: no {RESULT_FILE}: the run has not finished ({done} folds saved);"
-            " rerun its `tst-bench run` command to complete it"
-        )
+        raise InputError(f"{path}: {unfinished_run(path)}")
     result = validated(TsTResult, read_json(result_path), str(result_path))
     samples, samples_note = read_samples(run.samples_path, strict_samples)
     benchmark = RecordedBenchmark(
-        name=path.resolve().name,
+        name=name or path.resolve().name,
         source=str(path),
         result=result,
         samples=samples,
         samples_note=samples_note,
     )
     return attach_questions(benchmark) if with_questions else benchmark
+
+
+def unfinished_run(path: Path) -> str:
+    done = len(RunStore(path).saved_fold_paths())
+    return (
+        f"no {RESULT_FILE}: the run has not finished ({done} folds saved);"
+        " rerun its `tst-bench run` command to complete it"
+    )
 
 
 def benchmarks_from_document(
