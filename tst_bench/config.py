@@ -43,6 +43,8 @@ class RunConfig:
     predictor_options: dict[str, Any] = field(default_factory=dict)
     trainer_options: dict[str, Any] = field(default_factory=dict)
     group_columns: tuple[str, ...] = DEFAULT_GROUP_COLUMNS
+    #: the format of rows without options that declare none: "num" or "oe" (None: an input error)
+    without_options: str | None = None
 
     #: Fields that cannot change a run's numbers; a run may resume with different values.
     NON_RESULT_FIELDS = (
@@ -61,9 +63,17 @@ class RunConfig:
         data["group_columns"] = list(self.group_columns)
         return data
 
+    #: Fields added after runs were first fingerprinted: at this value they are left out, so a run
+    #: started before they existed still resumes.
+    LATER_FIELDS = (("without_options", None),)
+
     def fingerprint(self, dataset_fingerprint: str) -> str:
         """Identifies the run's results: same fingerprint, same numbers (so resuming is safe)."""
-        data = {k: v for k, v in self.to_dict().items() if k not in self.NON_RESULT_FIELDS}
+        data = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in self.NON_RESULT_FIELDS and not (k in self.LATER_FIELDS and v == self.LATER_FIELDS[k])
+        }
         data["dataset_content"] = dataset_fingerprint
         data["format_version"] = RESULT_FORMAT_VERSION
         blob = json.dumps(data, sort_keys=True, default=str).encode()

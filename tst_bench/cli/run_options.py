@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..config import RunConfig
+from ..datasets.rows import OPEN_FORMATS
 from ..errors import InputError
 from ..models.options import DTYPES
 from ..registry import BACKENDS, TRAINERS
@@ -75,6 +76,12 @@ def add_run_options(parser: argparse.ArgumentParser, zero_shot_by_default: bool)
         "--gpus", type=int, help="ray: GPUs of a cluster we start (default: detected; logical GPUs on CPU)"
     )
     parser.add_argument("--group-by", action="append", metavar="COLUMN", help="group column(s) to report")
+    parser.add_argument(
+        "--without-options",
+        choices=OPEN_FORMATS,
+        help="rows without options (and without a 'format' of their own) are numeric (num) or"
+        " open-ended (oe); by default such a row is an input error",
+    )
     parser.add_argument("--predictor-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--trainer-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-progress", action="store_true")
@@ -105,6 +112,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
         predictor_options=parse_options(args.predictor_option, "--predictor-option"),
         trainer_options=parse_options(args.trainer_option, "--trainer-option"),
         group_columns=tuple(args.group_by) if args.group_by else RunConfig.group_columns,
+        without_options=args.without_options,
     )
 
 
