@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from tst_bench.datasets import blind_instruction, load_dataset, parse_synthetic_spec
+from tst_bench.datasets.rows import RowRules
 from tst_bench.datasets.synthetic import SyntheticSpec, generate
 from tst_bench.errors import InputError
 
@@ -127,12 +128,33 @@ def test_rows_without_options_are_open_or_numeric_only_when_declared(tmp_path):
     path = str(write_jsonl(tmp_path / "d.jsonl", rows))
     with pytest.raises(InputError, match="row 1: field 'options': no options"):
         load_dataset(path)
-    assert load_dataset(path, without_options="num").records[0].format == "num"
-    assert load_dataset(path, without_options="oe").records[0].format == "oe"
+    assert load_dataset(path, rules=RowRules(without_options="num")).records[0].format == "num"
+    assert load_dataset(path, rules=RowRules(without_options="oe")).records[0].format == "oe"
     declared = write_jsonl(tmp_path / "own.jsonl", [{**rows[0], "format": "oe"}])
-    assert load_dataset(str(declared), without_options="num").records[0].format == "oe"
+    assert load_dataset(str(declared), rules=RowRules(without_options="num")).records[0].format == "oe"
     mixed = write_jsonl(tmp_path / "mixed.jsonl", [rows[0], {**GOOD_MC, "id": "m"}])
-    assert [r.format for r in load_dataset(str(mixed), without_options="num").records] == ["num", "mc"]
+    assert [r.format for r in load_dataset(str(mixed), rules=RowRules(without_options="num")).records] == [
+        "num",
+        "mc",
+    ]
+
+
+def test_duplicate_options_are_an_error_unless_the_command_keeps_them(tmp_path, caplog):
+    row = {
+        "id": "d",
+        "question": "Which man?",
+        "options": ["The shortest man.", "the shortest  man.", "x"],
+        "answer": "B",
+    }
+    path = str(write_jsonl(tmp_path / "d.jsonl", [row]))
+    with pytest.raises(InputError, match="row 1: field 'options': options A and B are the same"):
+        load_dataset(path)
+    (record,) = load_dataset(path, rules=RowRules(allow_duplicate_options=True)).records
+    assert record.answer == "B"
+    assert "row 1: field 'options': options A and B are the same" in caplog.text and "kept" in caplog.text
+    by_text = write_jsonl(tmp_path / "t.jsonl", [{**row, "answer": "The shortest man."}])
+    with pytest.raises(InputError, match="is the text of options A and B; give the letter"):
+        load_dataset(str(by_text), rules=RowRules(allow_duplicate_options=True))
 
 
 def test_limit_and_unique_ids(tmp_path):

@@ -44,11 +44,27 @@ def test_planted_wrong_keys_are_found_and_listed(planted_run, tmp_path):
         first["given"] != first["suggested"] and first["suggested_probability"] > first["given_probability"]
     )
     assert f"answer keys: {len(flagged)} of 600 possibly wrong" in stdout and flagged[0] in stdout
+    assert found["reliable_from"] is not None and found["cleanlab_flagged"] >= len(flagged)
 
     report = write_report([out], tmp_path / "report").markdown.read_text()
     assert "### Possible wrong answer keys" in report
-    assert f"cleanlab flags {len(flagged)} of 600 multiple-choice samples" in report
+    assert f"{len(flagged)} of 600 multiple-choice samples have possibly wrong keys" in report
     assert f"| 1 | {flagged[0]} |" in report
+
+
+def test_no_key_is_questioned_where_the_blind_model_is_never_reliably_confident(tmp_path):
+    """A weak shortcut: cleanlab flags about half the keys; none is reported."""
+    require_cleanlab()
+    weak = "synthetic:shortcut?rows=600&seed=0&strength=0.6&fraction=0.3&wrong_keys=0.05"
+    out = tmp_path / "run"
+    completed = run_cli("run", "--dataset", weak, *RF, "--out", str(out))
+    assert completed.returncode == 0, completed.stderr
+    found = json.loads((out / "result.json").read_text())["label_issues"]
+    assert found["status"] == "checked" and found["cleanlab_flagged"] > 100
+    assert found["issues"] == [] and found["reliable_from"] is None
+    assert (
+        "answer keys: none questioned (the held-out models are never reliably confident" in completed.stdout
+    )
 
 
 def test_without_cleanlab_the_run_says_the_keys_were_not_checked(tmp_path):
@@ -66,6 +82,8 @@ def test_without_cleanlab_the_run_says_the_keys_were_not_checked(tmp_path):
         "status": "cleanlab not installed",
         "checked": 0,
         "issues": [],
+        "cleanlab_flagged": 0,
+        "reliable_from": None,
         "note": "cleanlab is not installed: answer keys were not checked (pip install 'tst-bench[cleanlab]')",
     }
     report = write_report([out], tmp_path / "report").markdown.read_text()

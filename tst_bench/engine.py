@@ -77,7 +77,7 @@ def checked_inputs(config: RunConfig) -> tuple[RunConfig, Dataset, list[FoldSpec
     if config.out is None:
         raise InputError("an output directory (--out) is required")
     config = fit_to_backend(config)
-    dataset = load_dataset(config.dataset, config.limit, config.group_columns, config.without_options)
+    dataset = load_dataset(config.dataset, config.limit, config.group_columns, config.row_rules)
     plan = make_fold_plan(dataset.records, config.folds, config.seed, config.repeats)
     source = resolve_model(config.model)
     build_trainable(config, source)  # constructors are lazy: this only validates names and options

@@ -298,6 +298,10 @@ class LabelIssues(BaseModel):
     #: multiple-choice samples checked
     checked: int = 0
     issues: list[LabelIssue] = Field(default_factory=list)
+    #: samples cleanlab flagged, and the confidence from which the held-out models proved reliable
+    #: (only flags at or above it are issues; None: never reliable, so no key is questioned)
+    cleanlab_flagged: int = 0
+    reliable_from: float | None = None
     note: str | None = None
 
 

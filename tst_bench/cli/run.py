@@ -36,11 +36,13 @@ def label_issues_line(found: LabelIssues | None) -> str:
         return f"answer keys: not checked ({found.note if found else 'no check recorded'})"
     if found.status == "cleanlab not installed":
         return f"answer keys: {found.note}"
+    if found.reliable_from is None:
+        return f"answer keys: none questioned ({found.note})"
     first = ", ".join(issue.id for issue in found.issues[:5])
     listed = f" (first: {first}; all in result.json)" if found.issues else ""
     return (
         f"answer keys: {len(found.issues)} of {found.checked} possibly wrong, where the held-out models"
-        f" confidently disagree (cleanlab){listed}"
+        f" confidently disagree (cleanlab; reliable from p >= {found.reliable_from:.2f}){listed}"
     )
 
 

@@ -82,6 +82,11 @@ def add_run_options(parser: argparse.ArgumentParser, zero_shot_by_default: bool)
         help="rows without options (and without a 'format' of their own) are numeric (num) or"
         " open-ended (oe); by default such a row is an input error",
     )
+    parser.add_argument(
+        "--allow-duplicate-options",
+        action="store_true",
+        help="keep rows whose options repeat (a warning names each); by default such a row is an input error",
+    )
     parser.add_argument("--predictor-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--trainer-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-progress", action="store_true")
@@ -113,6 +118,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
         trainer_options=parse_options(args.trainer_option, "--trainer-option"),
         group_columns=tuple(args.group_by) if args.group_by else RunConfig.group_columns,
         without_options=args.without_options,
+        allow_duplicate_options=args.allow_duplicate_options,
     )
 
 

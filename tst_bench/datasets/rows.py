@@ -11,6 +11,7 @@ says so (`"format": "num"` / `"oe"`) or the command does (`--without-options num
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from ..metrics import mentioned_letters, parse_mc_letter
 from ..schemas import AnswerFormat, QARecord, option_letters, parse_number
 from .prompts import split_question_and_options, strip_letter_prefixes
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_GROUP_COLUMNS = ("question_type", "category", "task", "task_type", "subject", "domain")
 FORMATS: tuple[AnswerFormat, ...] = ("mc", "num", "oe")
 #: the formats a row without options may be declared as (row `format`, `--without-options`)
@@ -29,7 +32,22 @@ OPEN_FORMATS: tuple[AnswerFormat, ...] = ("num", "oe")
 OPTION_LIST_KEYS = ("options", "choices", "candidates")
 #: MMLU-style option columns, read in order when a row has no option list
 OPTION_COLUMNS = tuple("ABCDEFGHIJ")
+#: where a kept duplicate travels from the field builders to the warning that names file and row
+DUPLICATE_NOTE = "duplicate_note"
 _NO_OPTION_LINES = "the {turn} has no 'Options:' block nor 'A. ...' lines"
+
+
+@dataclass(frozen=True)
+class RowRules:
+    """What a command declares about its dataset's rows: the format of rows without options
+    (`--without-options num|oe`; None: such a row is an error) and whether rows with repeated
+    options are kept (`--allow-duplicate-options`: a warning names each)."""
+
+    without_options: AnswerFormat | None = None
+    allow_duplicate_options: bool = False
+
+
+DEFAULT_RULES = RowRules()
 
 
 class RowError(Exception):
@@ -46,27 +64,28 @@ def row_to_record(
     row_number: int,
     source: str,
     group_columns: Sequence[str] = DEFAULT_GROUP_COLUMNS,
-    without_options: AnswerFormat | None = None,
+    rules: RowRules = DEFAULT_RULES,
 ) -> QARecord:
-    """Convert a row, naming the file, row and field in the InputError when it is malformed.
-
-    `without_options` is the format of rows that have no options and declare no format of their
-    own (the command's declaration); None makes such a row an input error."""
+    """Convert a row, naming the file, row and field in the InputError when it is malformed;
+    `rules` are what the command declares about its rows."""
     try:
         if not isinstance(row, Mapping):
             raise RowError(None, f"expected an object, got {type(row).__name__}")
         if "conversations" in row:
-            fields = _sharegpt_fields(row, without_options)
+            fields = _sharegpt_fields(row, rules)
         elif "instruction" in row and "output" in row:
-            fields = _alpaca_fields(row, without_options)
+            fields = _alpaca_fields(row, rules)
         elif "question" in row:
-            fields = _generic_fields(row, without_options)
+            fields = _generic_fields(row, rules)
         else:
             raise RowError(
                 None,
                 "unrecognised row: expected 'conversations' (sharegpt), 'instruction' + 'output'"
                 " (alpaca) or 'question' (generic) keys",
             )
+        note = fields.pop(DUPLICATE_NOTE, None)
+        if note is not None:
+            logger.warning("%s: row %d: %s", source, row_number, note)
         fields["id"] = _row_id(row, row_number)
         fields["groups"] = _groups(row, group_columns)
         fields["metadata"] = _metadata(row, skip=set(group_columns))
@@ -80,7 +99,7 @@ def row_to_record(
         raise row_error(source, row_number, field, message) from None
 
 
-def _sharegpt_fields(row: Mapping, without_options: AnswerFormat | None) -> dict[str, Any]:
+def _sharegpt_fields(row: Mapping, rules: RowRules) -> dict[str, Any]:
     turns = row["conversations"]
     if not isinstance(turns, list) or not turns:
         raise RowError("conversations", "expected a non-empty list of turns")
@@ -94,29 +113,29 @@ def _sharegpt_fields(row: Mapping, without_options: AnswerFormat | None) -> dict
     if not isinstance(prompt, str) or not isinstance(response, str):
         raise RowError("conversations", "turn 'value' must be a string")
     question, options = split_question_and_options(prompt)
-    declared = _declared_format(row, without_options)
+    declared = _declared_format(row, rules)
     found = Options(options, "conversations", missing=_NO_OPTION_LINES.format(turn="human turn"))
     return _question_fields(question, found, response, declared, "conversations")
 
 
-def _alpaca_fields(row: Mapping, without_options: AnswerFormat | None) -> dict[str, Any]:
+def _alpaca_fields(row: Mapping, rules: RowRules) -> dict[str, Any]:
     instruction, extra, output = row["instruction"], row.get("input") or "", row["output"]
     if not isinstance(instruction, str) or not isinstance(extra, str):
         raise RowError("instruction", "must be a string")
     if not isinstance(output, str | int | float):
         raise RowError("output", "must be a string")
     question, options = split_question_and_options(f"{instruction}\n{extra}".strip())
-    declared = _declared_format(row, without_options)
+    declared = _declared_format(row, rules)
     found = Options(options, "instruction", missing=_NO_OPTION_LINES.format(turn="instruction"))
     return _question_fields(question, found, str(output), declared, "output")
 
 
-def _generic_fields(row: Mapping, without_options: AnswerFormat | None) -> dict[str, Any]:
+def _generic_fields(row: Mapping, rules: RowRules) -> dict[str, Any]:
     question = row["question"]
     if not isinstance(question, str):
         raise RowError("question", "must be a string")
     options = _options_of(row)
-    declared = _declared_format(row, without_options)
+    declared = _declared_format(row, rules)
     if "gt_idx" in row or "answer_idx" in row:
         key = "gt_idx" if "gt_idx" in row else "answer_idx"
         index = _as_int(row[key], key)
@@ -143,23 +162,24 @@ class Options:
     missing: str = ""
 
 
-def _declared_format(row: Mapping, without_options: AnswerFormat | None) -> Declared:
+def _declared_format(row: Mapping, rules: RowRules) -> Declared:
     """What the row declares (its own `format`) and what the command declares for rows without
-    options (`without_options`)."""
+    options and duplicated options."""
     own = row.get("format")
     if own == "":
         own = None
     if own is not None and own not in FORMATS:
         raise RowError("format", f"unknown format {own!r}; expected one of {FORMATS}")
-    if without_options is not None and without_options not in OPEN_FORMATS:
-        raise InputError(f"--without-options must be one of {OPEN_FORMATS}, got {without_options!r}")
-    return Declared(own, without_options)
+    if rules.without_options is not None and rules.without_options not in OPEN_FORMATS:
+        raise InputError(f"--without-options must be one of {OPEN_FORMATS}, got {rules.without_options!r}")
+    return Declared(own, rules.without_options, rules.allow_duplicate_options)
 
 
 @dataclass(frozen=True)
 class Declared:
     own: AnswerFormat | None
     without_options: AnswerFormat | None
+    allow_duplicate_options: bool = False
 
     def format_for(self, options: Options) -> AnswerFormat:
         """The row's own format, else multiple choice when it has options, else the command's."""
@@ -194,14 +214,19 @@ def _question_fields(
                 options.field,
                 f"a multiple-choice question needs at least 2 options, found {len(options.texts)}",
             )
-        _check_distinct(options)
+        duplicate = _duplicate_options(options)
+        if duplicate is not None and not declared.allow_duplicate_options:
+            raise RowError(options.field, f"{duplicate}; remove the duplicate (or --allow-duplicate-options)")
         if not by_index:
             answer = answer_letter(answer, options.texts, answer_field)
     elif answer_format == "num" and parse_number(answer) is None:
         raise RowError(answer_field, f"answer {answer!r} is not a number")
     elif not answer:
         raise RowError(answer_field, "answer is empty")
-    return {"question": question, "options": options.texts, "answer": answer, "format": answer_format}
+    fields = {"question": question, "options": options.texts, "answer": answer, "format": answer_format}
+    if answer_format == "mc" and duplicate is not None:
+        fields[DUPLICATE_NOTE] = f"field '{options.field}': {duplicate}: kept (--allow-duplicate-options)"
+    return fields
 
 
 def text_key(text: str) -> str:
@@ -213,20 +238,16 @@ def same_text(left: str, right: str) -> bool:
     return text_key(left) == text_key(right)
 
 
-def _check_distinct(options: Options) -> None:
-    """Two options with the same text: an answer given as that text could mean either."""
+def _duplicate_options(options: Options) -> str | None:
+    """Two options with the same text, which an answer given as that text could not tell apart."""
     seen: dict[str, int] = {}
     letters = option_letters(len(options.texts))
     for index, text in enumerate(options.texts):
         key = text_key(text)
         if key in seen:
-            first = seen[key]
-            raise RowError(
-                options.field,
-                f"options {letters[first]} and {letters[index]} are the same ({text!r}); remove the"
-                " duplicate",
-            )
+            return f"options {letters[seen[key]]} and {letters[index]} are the same ({text!r})"
         seen[key] = index
+    return None
 
 
 def answer_letter(answer: str, options: Sequence[str], field: str) -> str:
@@ -245,6 +266,10 @@ def answer_letter(answer: str, options: Sequence[str], field: str) -> str:
             field,
             f"answer {answer!r} names several options: letter {by_letter} and the text of option"
             f" {by_text[0]}; give the letter of one option",
+        )
+    if len(by_text) > 1:
+        raise RowError(
+            field, f"answer {answer!r} is the text of options {' and '.join(by_text)}; give the letter"
         )
     if by_text:
         return by_text[0]

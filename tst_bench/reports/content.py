@@ -332,11 +332,19 @@ def answer_keys_section(
         return section.add(Note("this result was written before answer keys were checked"))
     if found.status != "checked":
         return section.add(Note(f"answer keys not checked: {found.note}"))
+    reliable = (
+        f"the {found.cleanlab_flagged} cleanlab flags, kept where the models are at least"
+        f" {found.reliable_from:.2f} confident (from there their top option matches the key in 90%"
+        " or more)"
+        if found.reliable_from is not None
+        else f"none of the {found.cleanlab_flagged} cleanlab flags: the models are never reliably confident"
+    )
     section.add(
         Paragraph(
-            f"cleanlab flags {len(found.issues)} of {found.checked} multiple-choice samples: models that"
-            " never trained on them confidently pick another option than the key. Check these keys"
-            " first; a blind model can only spot a wrong key where the text gives the answer away."
+            f"{len(found.issues)} of {found.checked} multiple-choice samples have possibly wrong keys:"
+            f" models that never trained on them confidently pick another option ({reliable})."
+            " Check these keys first; a blind model can only spot a wrong key where the text gives"
+            " the answer away."
         )
     )
     questions = benchmark.questions or {}
