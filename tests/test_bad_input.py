@@ -40,6 +40,38 @@ BAD_DATASETS = {
         "row 6: field 'gt_idx'",
     ),
     "options_not_a_list": (rows_with({**GOOD, "id": "q", "options": "x|y"}), "row 6: field 'options'"),
+    "no_options": (
+        rows_with({"id": "q", "question": "Pick one", "answer": "B"}),
+        "row 6: field 'options': no options: the row has neither an 'options' list nor option columns",
+    ),
+    "empty_options_list": (
+        rows_with({**GOOD, "id": "q", "options": []}),
+        "row 6: field 'options': no options: 'options' is an empty list",
+    ),
+    "empty_option": (
+        rows_with({**GOOD, "id": "q", "options": ["x", " ", "z"]}),
+        "row 6: field 'options': option B is empty",
+    ),
+    "duplicate_options": (
+        rows_with({**GOOD, "id": "q", "options": ["x", "y", "X "]}),
+        "row 6: field 'options': options A and C are the same ('X')",
+    ),
+    "answer_names_several_options": (
+        rows_with({**GOOD, "id": "q", "answer": "A, C"}),
+        "row 6: field 'answer': answer 'A, C' names several options (A, C)",
+    ),
+    "answer_names_no_option": (
+        rows_with({**GOOD, "id": "q", "answer": "w"}),
+        "row 6: field 'answer': answer 'w' names none of the options",
+    ),
+    "sharegpt_without_option_lines": (
+        rows_with({"conversations": [{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "B"}]}),
+        "row 6: field 'conversations': no options: the human turn has no 'Options:' block",
+    ),
+    "option_columns_with_a_gap": (
+        rows_with({"id": "q", "question": "Pick one", "A": "x", "B": "", "C": "z", "answer": "A"}),
+        "row 6: field 'B': option column B is empty but C is not",
+    ),
     "too_few_rows_for_folds": ([json.dumps({**GOOD, "id": "only"})], "too few rows for 5 folds"),
 }
 
@@ -160,6 +192,22 @@ def test_exit_code_and_message_from_a_real_process(tmp_path):
     assert completed.returncode == 2
     assert "row 6: field 'answer'" in completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_row_without_options_exits_2_unless_declared_open(tmp_path):
+    """A row without options was scored as open-ended without a word; now it is an input error
+    unless the row (`format`) or the command (`--without-options`) declares it."""
+    rows = [{"id": f"q{i}", "question": f"Which colour is item {i}?", "answer": "red"} for i in range(12)]
+    dataset = write_jsonl(tmp_path / "open.jsonl", rows)
+    out = tmp_path / "out"
+    args = ("run", "--dataset", str(dataset), "--backend", "rf", "--trainer", "rf", "--folds", "3")
+    refused = run_cli(*args, "--out", str(out), timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert f"{dataset}: row 1: field 'options': no options" in refused.stderr
+    assert "--without-options num|oe" in refused.stderr and not out.exists()
+    declared = run_cli(*args, "--out", str(out), "--without-options", "oe", "--no-progress", timeout=300)
+    assert declared.returncode == 0, declared.stderr
+    assert json.loads((out / "result.json").read_text())["metric"] == "exact_match"
 
 
 def test_a_file_that_is_not_utf8_exits_2_from_a_real_process(tmp_path):

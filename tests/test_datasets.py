@@ -4,10 +4,13 @@ import pandas as pd
 import pytest
 
 from tst_bench.datasets import blind_instruction, load_dataset, parse_synthetic_spec
+from tst_bench.datasets.rows import RowRules
 from tst_bench.datasets.synthetic import SyntheticSpec, generate
 from tst_bench.errors import InputError
 
 from .helpers import write_jsonl
+
+GOOD_MC = {"question": "Pick one", "options": ["x", "y", "z"], "answer": "A"}
 
 SHAREGPT_ROW = {
     "conversations": [
@@ -37,8 +40,14 @@ def test_alpaca_and_generic_rows(tmp_path):
     rows = [
         {"instruction": "Which is a fruit?\nA. apple\nB. brick", "input": "", "output": "(A)"},
         {"id": "g1", "question": "What colour?", "choices": ["A. red", "B. blue"], "gt_idx": 1},
-        {"id": "g2", "question": "How far is it in metres?", "answer": 3.5, "task": "distance"},
-        {"id": "g3", "question": "Name the city.", "answer": "Paris"},
+        {
+            "id": "g2",
+            "question": "How far is it in metres?",
+            "answer": 3.5,
+            "task": "distance",
+            "format": "num",
+        },
+        {"id": "g3", "question": "Name the city.", "answer": "Paris", "format": "oe"},
         {"id": "g4", "question": "Pick one", "options": ["x", "y", "z"], "answer": "z"},
     ]
     records = load_dataset(str(write_jsonl(tmp_path / "d.jsonl", rows))).records
@@ -73,6 +82,79 @@ def test_csv_and_parquet(tmp_path):
             ("b", ["u", "v", "w"], "C"),
         ]
         assert records[1].groups == {"category": "k2"}
+
+
+def test_mmlu_style_option_columns_are_read_as_options(tmp_path):
+    """CSV/parquet with option columns A..J: options, not an open-ended question (was: exact match)."""
+    frame = pd.DataFrame(
+        {
+            "question": ["2 + 2 = ?", "Capital of France?", "Pick the vowel"],
+            "A": ["3", "Berlin", "b"],
+            "B": ["4", "Paris", "e"],
+            "C": ["5", "Rome", "k"],
+            "D": ["6", "Madrid", ""],
+            "answer": ["B", "Paris", "(B)"],
+            "subject": ["math", "geo", "letters"],
+        }
+    )
+    frame.to_csv(tmp_path / "mmlu.csv", index=False)
+    frame.to_parquet(tmp_path / "mmlu.parquet")
+    for name in ("mmlu.csv", "mmlu.parquet"):
+        records = load_dataset(str(tmp_path / name)).records
+        assert [(r.format, r.options, r.answer) for r in records] == [
+            ("mc", ["3", "4", "5", "6"], "B"),
+            ("mc", ["Berlin", "Paris", "Rome", "Madrid"], "B"),
+            ("mc", ["b", "e", "k"], "B"),
+        ]
+        assert records[0].groups == {"subject": "math"} and "A" not in records[0].metadata
+
+
+def test_answers_name_exactly_one_option(tmp_path):
+    rows = [
+        {"id": "text", "question": "Which pet?", "options": ["A cat", "A dog"], "answer": "A dog"},
+        {"id": "letter", "question": "Which pet?", "options": ["cat", "dog"], "answer": "The answer is B"},
+        {"id": "index", "question": "Which pet?", "options": ["B", "A"], "gt_idx": 0},
+        {"id": "number", "question": "How many?", "options": ["1", "4", "2"], "answer": 2},
+    ]
+    records = load_dataset(str(write_jsonl(tmp_path / "d.jsonl", rows))).records
+    assert [r.answer for r in records] == ["B", "B", "A", "C"]
+    ambiguous = {"id": "x", "question": "Which note?", "options": ["C", "A", "B"], "answer": "C"}
+    with pytest.raises(InputError, match="names several options: letter C and the text of option A"):
+        load_dataset(str(write_jsonl(tmp_path / "a.jsonl", [ambiguous])))
+
+
+def test_rows_without_options_are_open_or_numeric_only_when_declared(tmp_path):
+    rows = [{"id": "n", "question": "How many chairs?", "answer": "3"}]
+    path = str(write_jsonl(tmp_path / "d.jsonl", rows))
+    with pytest.raises(InputError, match="row 1: field 'options': no options"):
+        load_dataset(path)
+    assert load_dataset(path, rules=RowRules(without_options="num")).records[0].format == "num"
+    assert load_dataset(path, rules=RowRules(without_options="oe")).records[0].format == "oe"
+    declared = write_jsonl(tmp_path / "own.jsonl", [{**rows[0], "format": "oe"}])
+    assert load_dataset(str(declared), rules=RowRules(without_options="num")).records[0].format == "oe"
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [rows[0], {**GOOD_MC, "id": "m"}])
+    assert [r.format for r in load_dataset(str(mixed), rules=RowRules(without_options="num")).records] == [
+        "num",
+        "mc",
+    ]
+
+
+def test_duplicate_options_are_an_error_unless_the_command_keeps_them(tmp_path, caplog):
+    row = {
+        "id": "d",
+        "question": "Which man?",
+        "options": ["The shortest man.", "the shortest  man.", "x"],
+        "answer": "B",
+    }
+    path = str(write_jsonl(tmp_path / "d.jsonl", [row]))
+    with pytest.raises(InputError, match="row 1: field 'options': options A and B are the same"):
+        load_dataset(path)
+    (record,) = load_dataset(path, rules=RowRules(allow_duplicate_options=True)).records
+    assert record.answer == "B"
+    assert "row 1: field 'options': options A and B are the same" in caplog.text and "kept" in caplog.text
+    by_text = write_jsonl(tmp_path / "t.jsonl", [{**row, "answer": "The shortest man."}])
+    with pytest.raises(InputError, match="is the text of options A and B; give the letter"):
+        load_dataset(str(by_text), rules=RowRules(allow_duplicate_options=True))
 
 
 def test_limit_and_unique_ids(tmp_path):

@@ -128,7 +128,7 @@ def test_rf_numeric_and_mixed_datasets(tmp_path):
         }
         for i in range(30)
     ] + [
-        {"id": f"n{i}", "question": f"How many cups in room {i}?", "answer": str(i % 7 + 1)}
+        {"id": f"n{i}", "question": f"How many cups in room {i}?", "answer": str(i % 7 + 1), "format": "num"}
         for i in range(30)
     ]
     mixed = run_tst(

@@ -9,6 +9,7 @@ import pytest
 from tst_bench.config import RunConfig
 from tst_bench.engine import run_tst
 from tst_bench.folds import FoldSpec
+from tst_bench.observers import FoldObserver
 
 from .engines import require_vllm
 from .helpers import run_cli
@@ -17,7 +18,7 @@ FOREST = {"backend": "rf", "trainer": "rf", "folds": 3}
 PAUSE_S = 1.5
 
 
-class InterruptSecondFold:
+class InterruptSecondFold(FoldObserver):
     """Ctrl-C as the second fold starts, after a pause that makes the first invocation's wall
     time stand out."""
 
@@ -25,9 +26,6 @@ class InterruptSecondFold:
         if spec.fold == 1:
             time.sleep(PAUSE_S)
             raise KeyboardInterrupt
-
-    def fold_finished(self, spec: FoldSpec) -> None:
-        return None
 
 
 def test_wall_time_adds_up_over_the_invocations_of_a_resumed_run(tmp_path):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .datasets.rows import DEFAULT_GROUP_COLUMNS
+from .datasets.rows import DEFAULT_GROUP_COLUMNS, RowRules
 from .models import DEFAULT_MODEL
 
 RESULT_FORMAT_VERSION = 1
@@ -43,6 +43,10 @@ class RunConfig:
     predictor_options: dict[str, Any] = field(default_factory=dict)
     trainer_options: dict[str, Any] = field(default_factory=dict)
     group_columns: tuple[str, ...] = DEFAULT_GROUP_COLUMNS
+    #: the format of rows without options that declare none: "num" or "oe" (None: an input error)
+    without_options: str | None = None
+    #: keep rows whose options repeat (a warning names them) instead of refusing them
+    allow_duplicate_options: bool = False
 
     #: Fields that cannot change a run's numbers; a run may resume with different values.
     NON_RESULT_FIELDS = (
@@ -55,15 +59,28 @@ class RunConfig:
         "ray_gpus",
     )
 
+    @property
+    def row_rules(self) -> RowRules:
+        """What the run declares about its dataset's rows."""
+        return RowRules(self.without_options, self.allow_duplicate_options)  # type: ignore[arg-type]
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["out"] = str(self.out) if self.out else None
         data["group_columns"] = list(self.group_columns)
         return data
 
+    #: Fields added after runs were first fingerprinted: at this value they are left out, so a run
+    #: started before they existed still resumes.
+    LATER_FIELDS = (("without_options", None), ("allow_duplicate_options", False))
+
     def fingerprint(self, dataset_fingerprint: str) -> str:
         """Identifies the run's results: same fingerprint, same numbers (so resuming is safe)."""
-        data = {k: v for k, v in self.to_dict().items() if k not in self.NON_RESULT_FIELDS}
+        data = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in self.NON_RESULT_FIELDS and not (k in self.LATER_FIELDS and v == self.LATER_FIELDS[k])
+        }
         data["dataset_content"] = dataset_fingerprint
         data["format_version"] = RESULT_FORMAT_VERSION
         blob = json.dumps(data, sort_keys=True, default=str).encode()

@@ -82,7 +82,7 @@ def checked_inputs(config: RunConfig) -> tuple[RunConfig, Dataset, list[FoldSpec
         raise InputError("an output directory (--out) is required")
     check_output_dir(Path(config.out))
     config = fit_to_backend(config)
-    dataset = load_dataset(config.dataset, config.limit, config.group_columns)
+    dataset = load_dataset(config.dataset, config.limit, config.group_columns, config.row_rules)
     plan = make_fold_plan(dataset.records, config.folds, config.seed, config.repeats)
     source = resolve_model(config.model)
     check_engines(config, source)

@@ -31,7 +31,7 @@ def parse_mc_letter(text: str, letters: Sequence[str], options: Sequence[str] = 
     stripped = text.strip()
     if stripped in letters:
         return stripped
-    standalone = {letter for letter in _STANDALONE_LETTER.findall(stripped) if letter in letters}
+    standalone = mentioned_letters(stripped, letters)
     leading = _LEADING_LETTER.search(stripped)
     if leading and leading.group(1) in letters:
         delimiter = stripped[leading.end() : leading.end() + 1]
@@ -47,6 +47,11 @@ def parse_mc_letter(text: str, letters: Sequence[str], options: Sequence[str] = 
         if normalized and normalized == normalize_text(option):
             return letter
     return None
+
+
+def mentioned_letters(text: str, letters: Sequence[str]) -> set[str]:
+    """The option letters that stand alone in `text` ("A or C" names A and C)."""
+    return {letter for letter in _STANDALONE_LETTER.findall(text) if letter in letters}
 
 
 def parse_numeric_answer(text: str) -> float | None:

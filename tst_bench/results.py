@@ -1,4 +1,9 @@
-"""From fold results to the TsTResult and per-sample SampleResults a run reports."""
+"""From fold results to the TsTResult and per-sample SampleResults a run reports.
+
+The score is the mean per-sample score of the held-out predictions (each sample's score averaged
+over repeats); its 95% interval and the verdict come from tst_bench/interval.py and verdict.py.
+`score_std` is the spread of the fold scores, shown for reference.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from .config import RunConfig
+from .interval import replicates_of
+from .label_issues import find_wrong_keys
 from .metrics import mean_std_ci95, metric_name, score_answer
 from .registry import backend_spec
 from .schemas import (
@@ -20,6 +27,7 @@ from .schemas import (
     TsTResult,
     ZeroShotStatus,
 )
+from .verdict import judge, mean_and_interval, one_run_variance
 
 CHANCE_SAMPLE = 200
 #: How many features result.json lists; per-fold files keep every non-zero importance.
@@ -63,19 +71,25 @@ def summarize(
     zero_shot: Sequence[LLMPredictionResult] | None,
     timings: RunTimings,
 ) -> tuple[TsTResult, list[SampleResult]]:
-    score, std, ci95 = mean_std_ci95([fold.score for fold in folds])
+    _, std, _ = mean_std_ci95([fold.score for fold in folds])
     samples = sample_results(records, folds)
+    metric = metric_name({record.format for record in records})
+    summaries = [fold.summary() for fold in folds]
+    scores = {sample.id: sample.score for sample in samples}
+    variance = one_run_variance(samples, metric, statistics.fmean(scores.values()))
+    score, interval = mean_and_interval(scores, replicates_of(summaries), variance)
+    baselines = Baselines(
+        zero_shot=zero_shot_score(records, zero_shot) if zero_shot else None,
+        majority=statistics.fmean(fold.majority_score for fold in folds),
+        chance=chance_score(records, config.seed),
+        zero_shot_status=zero_shot_status(config, zero_shot),
+    )
     result = TsTResult(
-        metric=metric_name({record.format for record in records}),
+        metric=metric,
         score=score,
         score_std=std,
-        ci95=ci95,
-        baselines=Baselines(
-            zero_shot=zero_shot_score(records, zero_shot) if zero_shot else None,
-            majority=statistics.fmean(fold.majority_score for fold in folds),
-            chance=chance_score(records, config.seed),
-            zero_shot_status=zero_shot_status(config, zero_shot),
-        ),
+        ci95=(interval.low, interval.high),
+        baselines=baselines,
         by_group=scores_by_group(samples),
         n_samples=len(records),
         n_folds=config.folds,
@@ -86,10 +100,13 @@ def summarize(
         trainer=config.trainer,
         seed=config.seed,
         wall_s=timings.wall_s,
-        folds=[fold.summary() for fold in folds],
+        folds=summaries,
         config=config.to_dict(),
         feature_importances=mean_feature_importances(folds),
         timings=timings,
+        interval=interval,
+        verdict=judge(score, (interval.low, interval.high), baselines),
+        label_issues=find_wrong_keys(records, folds),
     )
     return result, samples
 

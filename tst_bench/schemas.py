@@ -284,6 +284,68 @@ class SampleResult(BaseModel):
     repeats: int = 1
 
 
+Signal = Literal["signal", "none", "below"]
+
+
+class ScoreInterval(BaseModel):
+    """The TsT score's 95% interval and what it is made of (tst_bench/interval.py): the samples'
+    standard error and the training randomness seen across folds and runs, in quadrature."""
+
+    low: float
+    high: float
+    #: standard errors of the score from the samples and from training randomness
+    sample_se: float
+    training_se: float
+    #: independently trained replicates pooled (runs x repeats) and the folds they hold
+    replicates: int
+    folds: int
+
+
+class Verdict(BaseModel):
+    """The one-line answer (tst_bench/verdict.py): is the score's 95% interval above the floor a
+    blind guesser reaches (majority or chance, whichever is higher), and by how many points."""
+
+    signal: Signal
+    floor_name: Literal["majority", "chance"]
+    floor: float
+    #: (score - floor) x 100
+    points: float
+    score: float
+    ci95: tuple[float, float]
+    #: runs of the benchmark the verdict pooled
+    runs: int = 1
+    text: str
+
+
+class LabelIssue(BaseModel):
+    """A sample whose held-out models confidently disagree with its answer key."""
+
+    id: str
+    #: the key the dataset gives, and the option the held-out models found most likely
+    given: str
+    suggested: str
+    #: held-out probabilities of both (averaged over repeats)
+    given_probability: float
+    suggested_probability: float
+
+
+LabelIssueStatus = Literal["checked", "cleanlab not installed", "not applicable"]
+
+
+class LabelIssues(BaseModel):
+    """Possible wrong answer keys (tst_bench/label_issues.py), most likely first."""
+
+    status: LabelIssueStatus
+    #: multiple-choice samples checked
+    checked: int = 0
+    issues: list[LabelIssue] = Field(default_factory=list)
+    #: samples cleanlab flagged, and the confidence from which the held-out models proved reliable
+    #: (only flags at or above it are issues; None: never reliable, so no key is questioned)
+    cleanlab_flagged: int = 0
+    reliable_from: float | None = None
+    note: str | None = None
+
+
 class TsTResult(BaseModel):
     """The content of result.json."""
 
@@ -309,3 +371,8 @@ class TsTResult(BaseModel):
     feature_importances: dict[str, float] | None = None
     #: Run-level seconds outside the folds; None in results written before they were recorded.
     timings: RunTimings | None = None
+    #: How `ci95` was made, and the run's verdict; None in results written before they were recorded.
+    interval: ScoreInterval | None = None
+    verdict: Verdict | None = None
+    #: Possible wrong answer keys; None in results written before keys were checked.
+    label_issues: LabelIssues | None = None

@@ -1,5 +1,5 @@
-"""`tst-bench compare`: deltas, paired and unpaired score rules, memory and speedup rules both ways,
-and exit codes 0 / 1 / 2."""
+"""`tst-bench compare`: deltas, paired and unpaired score rules in the direction `--fail-on` names
+(a rise by default), memory and speedup rules both ways, and exit codes 0 / 1 / 2."""
 
 import json
 
@@ -10,6 +10,9 @@ from tst_bench.reports.checks import DEFAULT_THRESHOLDS
 
 from ..helpers import run_cli
 from .conftest import copy_run, speedup_series, with_flipped_samples, with_measurements
+
+#: the harness's own gate: a drop fails
+ON_DROP = Thresholds(fail_on="drop")
 
 
 def with_score(recorded, target, score):
@@ -36,14 +39,18 @@ def test_score_drop_beyond_the_ci_is_a_regression_and_within_it_is_not(recorded,
     low = recorded.result.ci95[0]
     within = with_score(recorded, tmp_path / "within", low)
     beyond = with_score(recorded, tmp_path / "beyond", low - 0.01)
-    assert compare_inputs([recorded.run_dir, within]).regressions == []
-    comparison = compare_inputs([recorded.run_dir, beyond])
+    assert compare_inputs([recorded.run_dir, within], ON_DROP).regressions == []
+    comparison = compare_inputs([recorded.run_dir, beyond], ON_DROP)
     assert kinds(comparison) == ["score"]
     assert f"below the baseline's 95% CI lower bound {low:.3f}" in comparison.regressions[0].message
     (unpaired,) = [f for f in comparison.findings if f.kind == "unpaired"]
     assert "samples.jsonl is missing" in unpaired.message and comparison.benchmarks[0].paired == [None]
-    tolerant = Thresholds(score_tolerance=0.02)
+    tolerant = Thresholds(fail_on="drop", score_tolerance=0.02)
     assert compare_inputs([recorded.run_dir, beyond], tolerant).regressions == []
+    by_default = compare_inputs([recorded.run_dir, beyond])  # a drop is not what a designer gates on
+    assert (
+        by_default.regressions == [] and "not checked with --fail-on rise" in by_default.findings[-1].message
+    )
 
 
 def with_ci(recorded, target, half_width):
@@ -56,7 +63,7 @@ def with_ci(recorded, target, half_width):
 def test_paired_runs_flag_a_significant_drop_even_inside_the_baselines_ci(recorded, tmp_path):
     wide = with_ci(recorded, tmp_path / "wide", half_width=0.2)
     six_fewer = with_flipped_samples(recorded, tmp_path / "six", right_to_wrong=6, wrong_to_right=0)
-    comparison = compare_inputs([wide, six_fewer])
+    comparison = compare_inputs([wide, six_fewer], ON_DROP)
     (paired,) = comparison.benchmarks[0].paired
     assert (paired.base_only_right, paired.other_only_right) == (6, 0)
     assert paired.difference == pytest.approx(-6 / recorded.result.n_samples)
@@ -64,16 +71,16 @@ def test_paired_runs_flag_a_significant_drop_even_inside_the_baselines_ci(record
     assert kinds(comparison) == ["score"]
     assert "a significant drop" in comparison.regressions[0].message
     assert "McNemar exact p = 0.0312" in comparison.regressions[0].message
-    tolerant = Thresholds(score_tolerance=0.06)
+    tolerant = Thresholds(fail_on="drop", score_tolerance=0.06)
     assert compare_inputs([wide, six_fewer], tolerant).regressions == []
-    as_result_file = compare_inputs([wide / "result.json", six_fewer / "result.json"])
+    as_result_file = compare_inputs([wide / "result.json", six_fewer / "result.json"], ON_DROP)
     assert as_result_file.benchmarks[0].paired[0] == paired
 
 
 def test_paired_runs_do_not_flag_a_drop_that_is_not_significant_even_below_the_ci(recorded, tmp_path):
     narrow = with_ci(recorded, tmp_path / "narrow", half_width=0.005)
     mixed = with_flipped_samples(recorded, tmp_path / "mixed", right_to_wrong=3, wrong_to_right=1)
-    comparison = compare_inputs([narrow, mixed])
+    comparison = compare_inputs([narrow, mixed], Thresholds(fail_on="change"))
     (paired,) = comparison.benchmarks[0].paired
     assert (paired.base_only_right, paired.other_only_right) == (3, 1)
     assert paired.mcnemar_p == pytest.approx(0.625) and paired.ci95[0] < 0 < paired.ci95[1]
@@ -95,9 +102,18 @@ def test_runs_over_other_samples_are_compared_unpaired(recorded, tmp_path):
     )
 
 
-def test_a_score_rise_is_not_a_regression(recorded, tmp_path):
-    higher = with_score(recorded, tmp_path / "higher", min(1.0, recorded.result.ci95[1] + 0.1))
-    assert compare_inputs([recorded.run_dir, higher]).regressions == []
+def test_a_score_rise_beyond_the_ci_fails_by_default_and_not_when_only_drops_are_checked(recorded, tmp_path):
+    high = recorded.result.ci95[1]
+    within = with_score(recorded, tmp_path / "within", high)
+    higher = with_score(recorded, tmp_path / "higher", high + 0.01)
+    assert compare_inputs([recorded.run_dir, within]).regressions == []
+    comparison = compare_inputs([recorded.run_dir, higher])
+    assert kinds(comparison) == ["score"]
+    message = comparison.regressions[0].message
+    assert f"above the baseline's 95% CI upper bound {high:.3f}" in message
+    assert "fails with --fail-on rise: the benchmark got easier without looking" in message
+    assert compare_inputs([recorded.run_dir, higher], ON_DROP).regressions == []
+    assert kinds(compare_inputs([recorded.run_dir, higher], Thresholds(fail_on="change"))) == ["score"]
 
 
 def test_memory_not_released_is_a_regression_beyond_the_tolerance(recorded, tmp_path):
@@ -149,27 +165,59 @@ def test_benchmarks_are_matched_by_name_and_a_missing_one_is_noted(recorded, tmp
 def test_exit_codes_through_the_cli(recorded, tmp_path):
     same = run_cli("compare", str(recorded.run_dir), str(recorded.run_dir))
     assert same.returncode == 0, same.stderr
-    assert "no regressions" in same.stdout
+    assert "no failed checks" in same.stdout
 
     dropped = with_score(recorded, tmp_path / "dropped", recorded.result.ci95[0] - 0.05)
     out = tmp_path / "cmp"
-    regressed = run_cli("compare", str(recorded.run_dir), str(dropped), "--out", str(out))
-    assert regressed.returncode == 1, regressed.stderr
-    assert "REGRESSION" in regressed.stdout and "1 regression(s)" in regressed.stderr
+    failed = run_cli("compare", str(recorded.run_dir), str(dropped), "--fail-on", "drop", "--out", str(out))
+    assert failed.returncode == 1, failed.stderr
+    assert "FAILED" in failed.stdout and "1 failed check(s)" in failed.stderr
     written = json.loads((out / "comparison.json").read_text())
     assert [f["kind"] for b in written["benchmarks"] for f in b["findings"]] == ["unpaired", "score"]
-    assert "REGRESSION" in (out / "comparison.md").read_text()
+    assert written["thresholds"]["fail_on"] == "drop"
+    assert "FAILED" in (out / "comparison.md").read_text()
 
-    tolerated = run_cli("compare", str(recorded.run_dir), str(dropped), "--score-tolerance", "0.1")
-    assert tolerated.returncode == 0, tolerated.stderr
+    args = ("compare", str(recorded.run_dir), str(dropped), "--fail-on", "drop", "--score-tolerance", "0.1")
+    assert run_cli(*args).returncode == 0
+    assert run_cli("compare", str(recorded.run_dir), str(dropped)).returncode == 0  # default: rises fail
+    bad = run_cli("compare", str(recorded.run_dir), str(dropped), "--fail-on", "up")
+    assert bad.returncode == 2 and "invalid choice: 'up'" in bad.stderr
+
+
+def test_a_significant_rise_fails_by_default_and_a_drop_with_fail_on_drop(recorded, tmp_path):
+    """The gate's direction: the same samples, eight answers more right (or wrong) in the second run."""
+    rise = with_flipped_samples(recorded, tmp_path / "rise", right_to_wrong=0, wrong_to_right=8)
+    drop = with_flipped_samples(recorded, tmp_path / "drop", right_to_wrong=8, wrong_to_right=0)
+    base = str(recorded.run_dir)
+    expected = {
+        (): {rise: 1, drop: 0},
+        ("--fail-on", "rise"): {rise: 1, drop: 0},
+        ("--fail-on", "drop"): {rise: 0, drop: 1},
+        ("--fail-on", "change"): {rise: 1, drop: 1},
+    }
+    for options, codes in expected.items():
+        for run, code in codes.items():
+            completed = run_cli("compare", base, str(run), *options)
+            assert completed.returncode == code, (options, run.name, completed.stdout, completed.stderr)
+    rose = flat(run_cli("compare", base, str(rise)).stdout)
+    assert "a significant rise" in rose and "McNemar exact p = 0.00781" in rose
+    assert "fails with --fail-on rise: the benchmark got easier without looking" in rose
+    fell = flat(run_cli("compare", base, str(drop), "--fail-on", "drop").stdout)
+    assert "a significant drop" in fell and "the harness scores the same benchmark lower" in fell
+    assert "not checked with --fail-on rise" in flat(run_cli("compare", base, str(drop)).stdout)
+
+
+def flat(text: str) -> str:
+    """Console output as one line (the console wraps long notes)."""
+    return " ".join(text.split())
 
 
 def test_paired_statistics_and_exit_codes_through_the_cli(recorded, tmp_path):
     significant = with_flipped_samples(recorded, tmp_path / "significant", right_to_wrong=8, wrong_to_right=0)
-    regressed = run_cli("compare", str(recorded.run_dir), str(significant))
-    assert regressed.returncode == 1, regressed.stderr
-    assert "McNemar exact p" in regressed.stdout and "0.00781" in regressed.stdout
-    assert "95% paired bootstrap CI" in regressed.stdout and "REGRESSION" in regressed.stdout
+    failed = run_cli("compare", str(recorded.run_dir), str(significant), "--fail-on", "drop")
+    assert failed.returncode == 1, failed.stderr
+    assert "McNemar exact p" in failed.stdout and "0.00781" in failed.stdout
+    assert "95% paired bootstrap CI" in failed.stdout and "FAILED" in failed.stdout
 
     mixed = with_flipped_samples(recorded, tmp_path / "mixed", right_to_wrong=3, wrong_to_right=1)
     passed = run_cli("compare", str(recorded.run_dir), str(mixed))

@@ -8,7 +8,7 @@ import pytest
 
 from tst_bench.reports import load_inputs, write_report
 from tst_bench.reports.plots import wrapped
-from tst_bench.reports.verdict import verdict
+from tst_bench.verdict import judge, verdict_of
 
 from ..helpers import run_cli
 from .conftest import with_measurements
@@ -64,7 +64,7 @@ def test_the_report_opens_with_the_verdict_per_dataset(recorded, run_report):
         "accuracy",
         f"{result.score:.3f} [{result.ci95[0]:.3f}, {result.ci95[1]:.3f}]",
     ]
-    assert cells[-1] == verdict(result).text
+    assert cells[-2:] == ["1", verdict_of(result).text]
     assert "Figures from: synthetic:shortcut?rows=120&amp;seed=2 / tiny / hf/peft: run." in first
 
 
@@ -92,11 +92,10 @@ def test_memory_and_speed_measurements_are_not_judged_in_the_verdict(recorded, t
 )  # fmt: skip
 def test_verdict_sets_the_ci_against_the_higher_of_majority_and_chance(recorded, ci95, expected):
     baselines = recorded.result.baselines.model_copy(update={"majority": 0.27, "chance": 0.25})
-    result = recorded.result.model_copy(update={"score": 0.51, "ci95": ci95, "baselines": baselines})
-    assert verdict(result).text == expected
-    below = result.model_copy(update={"score": 0.20, "ci95": (0.15, 0.25)})
-    assert verdict(below).text.endswith("no non-visual signal, below majority (-7 points)")
-    assert verdict(below).signal == "below"
+    assert judge(0.51, ci95, baselines).text == expected
+    below = judge(0.20, (0.15, 0.25), baselines)
+    assert below.text.endswith("no non-visual signal, below majority (-7 points)")
+    assert below.signal == "below" and below.floor_name == "majority" and below.points == pytest.approx(-7)
 
 
 def test_most_biased_table_lists_the_highest_s_x_with_question_and_answer(recorded, run_report):

@@ -1,9 +1,15 @@
-"""`tst-bench run`: one k-fold TsT into a resumable run directory (result.json + samples.jsonl)."""
+"""`tst-bench run`: one k-fold TsT into a resumable run directory (result.json + samples.jsonl).
+
+The output ends with the run's verdict (tst_bench/verdict.py), the line a benchmark designer
+looks for; result.json carries it too.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from ..schemas import LabelIssues
+from ..verdict import verdict_of
 from .run_options import add_run_options, run_config_from_args, show_progress
 
 
@@ -19,8 +25,25 @@ def run_command(args: argparse.Namespace) -> int:
 
     run = run_tst(run_config_from_args(args), overwrite=args.overwrite, progress=show_progress(args))
     print_summary(run.result)
+    print(label_issues_line(run.result.label_issues))
     print(f"results: {run.store.result_path}  samples: {run.store.samples_path}")
+    print(verdict_of(run.result).text)
     return 0
+
+
+def label_issues_line(found: LabelIssues | None) -> str:
+    if found is None or found.status == "not applicable":
+        return f"answer keys: not checked ({found.note if found else 'no check recorded'})"
+    if found.status == "cleanlab not installed":
+        return f"answer keys: {found.note}"
+    if found.reliable_from is None:
+        return f"answer keys: none questioned ({found.note})"
+    first = ", ".join(issue.id for issue in found.issues[:5])
+    listed = f" (first: {first}; all in result.json)" if found.issues else ""
+    return (
+        f"answer keys: {len(found.issues)} of {found.checked} possibly wrong, where the held-out models"
+        f" confidently disagree (cleanlab; reliable from p >= {found.reliable_from:.2f}){listed}"
+    )
 
 
 def print_summary(result) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..config import RunConfig
+from ..datasets.rows import OPEN_FORMATS
 from ..errors import InputError
 from ..models.options import DTYPES
 from ..registry import BACKENDS, TRAINERS
@@ -112,6 +113,17 @@ def add_run_options(parser: argparse.ArgumentParser, zero_shot_by_default: bool)
         f" {', '.join(RunConfig.group_columns)} where present)",
     )
     parser.add_argument(
+        "--without-options",
+        choices=OPEN_FORMATS,
+        help="rows without options (and without a 'format' of their own) are numeric (num) or"
+        " open-ended (oe); default: such a row is an input error",
+    )
+    parser.add_argument(
+        "--allow-duplicate-options",
+        action="store_true",
+        help="keep rows whose options repeat (a warning names each); default: such a row is an input error",
+    )
+    parser.add_argument(
         "--predictor-option",
         action="append",
         default=[],
@@ -155,6 +167,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
         predictor_options=parse_options(args.predictor_option, "--predictor-option"),
         trainer_options=parse_options(args.trainer_option, "--trainer-option"),
         group_columns=tuple(args.group_by) if args.group_by else RunConfig.group_columns,
+        without_options=args.without_options,
+        allow_duplicate_options=args.allow_duplicate_options,
     )
 
 

@@ -22,7 +22,7 @@ from ..errors import InputError, row_error
 from ..schemas import QARecord
 from .benchmarks import BENCHMARKS, HubBenchmark, benchmark_for
 from .readers import SUFFIXES, read_rows
-from .rows import DEFAULT_GROUP_COLUMNS, RowError, row_to_record
+from .rows import DEFAULT_GROUP_COLUMNS, DEFAULT_RULES, RowError, RowRules, row_to_record
 
 _PARAMETERS = ("split", "config", "revision", "format", "file")
 _PROBE_TIMEOUT_S = 5.0
@@ -73,7 +73,9 @@ def parse_hub_spec(spec: str) -> HubSpec:
 
 
 def load_hub_records(
-    spec: str, group_columns: Sequence[str] = DEFAULT_GROUP_COLUMNS
+    spec: str,
+    group_columns: Sequence[str] = DEFAULT_GROUP_COLUMNS,
+    rules: RowRules = DEFAULT_RULES,
 ) -> tuple[str, Iterator[QARecord]]:
     """The dataset's name and its records over the split's files, read as they are taken; group
     columns default to the benchmark's own."""
@@ -81,16 +83,19 @@ def load_hub_records(
     if hub.benchmark is not None and tuple(group_columns) == DEFAULT_GROUP_COLUMNS:
         group_columns = hub.benchmark.group_columns
     files = _local_files(hub) if hub.file is not None else _hub_files(hub)
-    return hub.name, _records(files, hub.benchmark, group_columns)
+    return hub.name, _records(files, hub.benchmark, group_columns, rules)
 
 
 def _records(
-    files: Sequence[Path], benchmark: HubBenchmark | None, group_columns: Sequence[str]
+    files: Sequence[Path],
+    benchmark: HubBenchmark | None,
+    group_columns: Sequence[str],
+    rules: RowRules,
 ) -> Iterator[QARecord]:
     columns = benchmark.columns if benchmark else None
     for path in files:
         for row_number, row in read_rows(path, columns):
-            yield _record(row, row_number, str(path), benchmark, group_columns)
+            yield _record(row, row_number, str(path), benchmark, group_columns, rules)
 
 
 def select_files(paths: Sequence[str], split: str, config: str | None) -> list[str]:
@@ -190,14 +195,19 @@ def _config_hint(hub: HubSpec) -> str:
 
 
 def _record(
-    row: Any, row_number: int, source: str, benchmark: HubBenchmark | None, group_columns: Sequence[str]
+    row: Any,
+    row_number: int,
+    source: str,
+    benchmark: HubBenchmark | None,
+    group_columns: Sequence[str],
+    rules: RowRules,
 ) -> QARecord:
     if benchmark is None:
-        return row_to_record(row, row_number, source, group_columns)
+        return row_to_record(row, row_number, source, group_columns, rules)
     if not isinstance(row, dict):
         raise row_error(source, row_number, None, f"expected an object, got {type(row).__name__}")
     try:
         mapped = benchmark.to_row(row)
     except RowError as error:
         raise row_error(source, row_number, error.field, f"{benchmark.name}: {error.message}") from None
-    return row_to_record(mapped, row_number, source, group_columns)
+    return row_to_record(mapped, row_number, source, group_columns, rules)

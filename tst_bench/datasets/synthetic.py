@@ -5,7 +5,9 @@ in the `shortcut` variant a question with a cue scene has the cue's answer with 
 `strength` (letter for multiple choice, a count for the numeric variant); all other answers are
 uniform, so the answer distribution stays balanced and only the cue is exploitable. The
 `control` variant keeps the same cues with answers independent of them. Each row records in
-`metadata` whether its cue is present and whether the shortcut gives its answer.
+`metadata` whether its cue is present and whether the shortcut gives its answer. `wrong_keys`
+plants answer-key errors: that share of multiple-choice rows gets another letter as its key
+(`metadata["wrong_key"]`), which answer-key checks (tst_bench/label_issues.py) should find.
 """
 
 from __future__ import annotations
@@ -62,14 +64,16 @@ class SyntheticSpec:
     shortcut_fraction: float = 0.4
     strength: float = 0.9
     n_options: int = 4
+    #: share of multiple-choice rows whose key is replaced by another letter
+    wrong_keys: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in SYNTHETIC_KINDS:
             raise InputError(f"unknown synthetic kind {self.kind!r}; choose one of {SYNTHETIC_KINDS}")
         if self.rows < 1:
             raise InputError(f"synthetic rows must be positive, got {self.rows}")
-        if not 0.0 <= self.shortcut_fraction <= 1.0 or not 0.0 <= self.strength <= 1.0:
-            raise InputError("shortcut_fraction and strength must lie in [0, 1]")
+        if not all(0.0 <= value <= 1.0 for value in (self.shortcut_fraction, self.strength, self.wrong_keys)):
+            raise InputError("shortcut_fraction, strength and wrong_keys must lie in [0, 1]")
         if not 2 <= self.n_options <= 8:
             raise InputError(f"n_options must lie in [2, 8], got {self.n_options}")
 
@@ -119,6 +123,12 @@ def _choice_row(spec: SyntheticSpec, rng: random.Random, index: int) -> QARecord
         answer = rng.choice([letter for letter in letters if letter != cue_letter])
     else:
         answer = rng.choice(letters)
+    metadata = {"has_cue": cue is not None, "shortcut": bool(follows_cue), "scene": scene}
+    if spec.wrong_keys > 0:  # drawn only then, so sets without planted errors stay as they were
+        wrong = rng.random() < spec.wrong_keys
+        if wrong:
+            answer = rng.choice([letter for letter in letters if letter != answer])
+        metadata["wrong_key"] = wrong
     return QARecord(
         id=f"{spec.kind}-{spec.seed}-{index:05d}",
         question=question,
@@ -126,7 +136,7 @@ def _choice_row(spec: SyntheticSpec, rng: random.Random, index: int) -> QARecord
         answer=answer,
         format="mc",
         groups={"question_type": attribute},
-        metadata={"has_cue": cue is not None, "shortcut": bool(follows_cue), "scene": scene},
+        metadata=metadata,
     )
 
 

@@ -161,7 +161,8 @@ def run_prune(config: PruneConfig, overwrite: bool = False, progress: bool = Fal
 
 
 def _initial_records(config: PruneConfig) -> tuple[list[QARecord], tuple[str, ...]]:
-    dataset = load_dataset(config.run.dataset, config.run.limit, config.run.group_columns)
+    run = config.run
+    dataset = load_dataset(run.dataset, run.limit, run.group_columns, run.row_rules)
     keys: dict[str, None] = {}
     for record in dataset.records:
         keys.update(dict.fromkeys(record.groups))

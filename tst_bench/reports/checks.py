@@ -1,7 +1,11 @@
-"""Regression rules: a score drop (significant when paired, beyond the CI otherwise), memory a fold
-did not release, a speedup drop.
+"""The checks `tst-bench compare` fails on: a score change in the direction it watches (significant
+when paired, beyond the baseline's CI otherwise), memory a fold did not release, a speedup drop.
 
-Each rule returns `Finding`s; a finding with `regression=True` makes `tst-bench compare` exit 1.
+Which way a score change fails is the user's choice (`fail_on`). A benchmark designer watches for a
+*rise*: the same blind model solving more of a new benchmark version from its text alone means the
+version got easier without looking, so that fails by default. The harness's own CI watches for a
+*drop* (`fail_on="drop"`: the same benchmark scored lower by a changed harness); `"change"` fails
+both ways. Each rule returns `Finding`s; a finding with `regression=True` makes compare exit 1.
 Memory release is the pytest plugin's own check (tst_bench.memory.check_memory), applied to NVML
 samples; RSS (the CPU fallback) is only checked on request, because a CPU allocator keeps freed
 pages and RSS rarely returns to its starting point.
@@ -22,11 +26,23 @@ from ..store import fold_key
 from .inputs import SpeedupSeries
 from .paired import PairedComparison
 
+FailOn = Literal["rise", "drop", "change"]
+FAIL_ON: tuple[FailOn, ...] = ("rise", "drop", "change")
+
+#: why a score change in each direction matters, as the messages say it
+WHY_IT_FAILS = {
+    "rise": "the benchmark got easier without looking: more of it is solvable from question and option text",
+    "drop": "the harness scores the same benchmark lower than before",
+}
+
 
 @dataclass(frozen=True)
 class Thresholds:
-    #: a score drop up to this is never a regression: below the baseline's 95% CI lower bound
-    #: (unpaired runs), or the mean per-sample difference (paired runs, when significant)
+    #: which score change fails: a rise (a benchmark designer's gate), a drop (the harness's own
+    #: CI) or either
+    fail_on: FailOn = "rise"
+    #: a score change up to this never fails: beyond the baseline's 95% CI (unpaired runs), or the
+    #: mean per-sample difference (paired runs, when significant)
     score_tolerance: float = 0.0
     #: MiB a device may hold after a fold's clean-up above the steady baseline (tst_bench.memory)
     memory_tolerance_mib: float = DEFAULT_TOLERANCE_MIB
@@ -36,6 +52,10 @@ class Thresholds:
     speedup_drop: float = 0.10
     #: also check RSS samples (CPU runs) for memory release
     check_rss: bool = False
+
+    def fails(self, direction: str) -> bool:
+        """Whether a score change in `direction` ("rise" or "drop") is checked."""
+        return self.fail_on in (direction, "change")
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -70,37 +90,51 @@ def is_checked(source: str, thresholds: Thresholds) -> bool:
 def check_score(
     name: str, run: str, base: TsTResult, other: TsTResult, thresholds: Thresholds
 ) -> list[Finding]:
+    """Runs over different samples: a score beyond the baseline's 95% CI by more than the tolerance."""
     if base.metric != other.metric:
         message = f"metrics differ ({base.metric} vs {other.metric}): scores not compared"
         return [Finding(kind="mismatch", benchmark=name, run=run, message=message, regression=False)]
-    floor = base.ci95[0] - thresholds.score_tolerance
-    if other.score >= floor:
+    tolerance = thresholds.score_tolerance
+    if other.score < base.ci95[0] - tolerance:
+        direction, bound = "drop", f"below the baseline's 95% CI lower bound {base.ci95[0]:.3f}"
+    elif other.score > base.ci95[1] + tolerance:
+        direction, bound = "rise", f"above the baseline's 95% CI upper bound {base.ci95[1]:.3f}"
+    else:
         return []
-    message = (
-        f"{other.metric} dropped {base.score:.3f} -> {other.score:.3f} ({other.score - base.score:+.3f}),"
-        f" below the baseline's 95% CI lower bound {base.ci95[0]:.3f}"
-        f" (tolerance {thresholds.score_tolerance:.3f})"
-    )
-    return [Finding(kind="score", benchmark=name, run=run, message=message, regression=True)]
+    change = f"{other.metric} {base.score:.3f} -> {other.score:.3f} ({other.score - base.score:+.3f})"
+    message = f"{change}, {bound} (tolerance {tolerance:.3f})"
+    return [score_finding(name, run, direction, message, thresholds)]
 
 
 def check_paired_score(
     name: str, run: str, metric: str, paired: PairedComparison, thresholds: Thresholds
 ) -> list[Finding]:
-    """Runs over the same samples: a drop is a regression when it is significant at 95% and larger
-    than the tolerance; a significant rise or a drop that is not significant is noted."""
-    change = f"{metric} {paired.base_score:.3f} -> {paired.other_score:.3f}"
-    if paired.difference < 0 and paired.significant and -paired.difference > thresholds.score_tolerance:
-        message = f"{change}, a significant drop: {paired.describe()}"
-        return [Finding(kind="score", benchmark=name, run=run, message=message, regression=True)]
+    """Runs over the same samples: a change fails when it is significant at 95%, larger than the
+    tolerance and in a direction `fail_on` checks; any other change is noted."""
     if paired.difference == 0 and paired.base_only_right == paired.other_only_right == 0:
         return []
-    if paired.significant:
-        verdict = "significant rise" if paired.difference > 0 else "significant drop within the tolerance"
-    else:
-        verdict = "not a significant difference"
-    message = f"{change}, {verdict}: {paired.describe()}"
-    return [Finding(kind="score", benchmark=name, run=run, message=message, regression=False)]
+    direction = "rise" if paired.difference > 0 else "drop"
+    change = f"{metric} {paired.base_score:.3f} -> {paired.other_score:.3f}"
+    if not paired.significant:
+        message = f"{change}, not a significant difference: {paired.describe()}"
+        return [Finding(kind="score", benchmark=name, run=run, message=message, regression=False)]
+    if abs(paired.difference) <= thresholds.score_tolerance:
+        message = f"{change}, a significant {direction} within the tolerance: {paired.describe()}"
+        return [Finding(kind="score", benchmark=name, run=run, message=message, regression=False)]
+    message = f"{change}, a significant {direction}: {paired.describe()}"
+    return [score_finding(name, run, direction, message, thresholds)]
+
+
+def score_finding(name: str, run: str, direction: str, message: str, thresholds: Thresholds) -> Finding:
+    """A score change beyond the rule's bound: it fails when `fail_on` checks its direction, and the
+    message says which way it went, why that matters and which setting decided."""
+    failed = thresholds.fails(direction)
+    verdict = (
+        f"fails with --fail-on {thresholds.fail_on}: {WHY_IT_FAILS[direction]}"
+        if failed
+        else f"not checked with --fail-on {thresholds.fail_on} (--fail-on change checks both ways)"
+    )
+    return Finding(kind="score", benchmark=name, run=run, message=f"{message}; {verdict}", regression=failed)
 
 
 def check_memory(name: str, run: str, result: TsTResult, thresholds: Thresholds) -> list[Finding]:

@@ -1,6 +1,6 @@
 """`tst-bench report` and `tst-bench compare`: argument parsing and console output.
 
-compare exits 0 without regressions, 1 with one or more (so CI can gate on it), 2 on bad input.
+compare exits 0 when every check passes, 1 when one fails (so CI can gate on it), 2 on bad input.
 Heavy imports (matplotlib, the loaders) happen inside the handlers so `tst-bench --help` stays fast.
 """
 
@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..memory import DEFAULT_TOLERANCE_MIB
+from .checks import FAIL_ON, Thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,9 @@ def add_report_commands(commands) -> None:
     report.set_defaults(handler=report_command)
 
     compare = commands.add_parser(
-        "compare", help="compare runs with the first as baseline; exit 1 on a regression"
+        "compare",
+        help="compare runs with the first as baseline; exit 1 on a significant score rise (--fail-on),"
+        " memory not released or a speedup drop",
     )
     compare.add_argument(
         "inputs", nargs="+", type=Path, metavar="RUN_DIR_OR_BENCHMARK_JSON", help=INPUTS_HELP
@@ -39,11 +42,19 @@ def add_report_commands(commands) -> None:
     compare.add_argument("--out", type=Path, help="also write comparison.md/.html/.json into this folder")
     add_threshold_arguments(compare)
     compare.add_argument(
+        "--fail-on",
+        choices=FAIL_ON,
+        default=Thresholds.fail_on,
+        help="which significant score change fails: rise (the benchmark got easier without looking:"
+        " a benchmark designer's gate), drop (the harness scores lower: the harness's own CI) or"
+        f" change (both) (default: {Thresholds.fail_on})",
+    )
+    compare.add_argument(
         "--score-tolerance",
         type=float,
         default=0.0,
-        help="score drop that is never a regression: the per-sample difference of paired runs (a"
-        " significant drop beyond it fails), else below the baseline's 95%% CI lower bound (default: 0)",
+        help="score change that never fails: the per-sample difference of paired runs (a significant"
+        " change beyond it fails), else the distance beyond the baseline's 95%% CI (default: 0)",
     )
     compare.add_argument(
         "--speedup-drop",
@@ -67,10 +78,9 @@ def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def thresholds_from(args: argparse.Namespace):
-    from .checks import Thresholds
-
+def thresholds_from(args: argparse.Namespace) -> Thresholds:
     return Thresholds(
+        fail_on=getattr(args, "fail_on", Thresholds.fail_on),
         score_tolerance=getattr(args, "score_tolerance", 0.0),
         memory_tolerance_mib=args.memory_tolerance_mib,
         speedup_drop=getattr(args, "speedup_drop", 0.10),
@@ -101,11 +111,11 @@ def compare_command(args: argparse.Namespace) -> int:
     print_document(document)
     if args.out is not None:
         write_comparison(comparison, document, args.out)
-    regressions = comparison.regressions
-    if regressions:
-        logger.error("%d regression(s) against %s", len(regressions), comparison.inputs[0])
+    failed = comparison.regressions
+    if failed:
+        logger.error("%d failed check(s) against %s", len(failed), comparison.inputs[0])
         return 1
-    logger.info("no regressions against %s", comparison.inputs[0])
+    logger.info("no failed checks against %s (score checked for a %s)", comparison.inputs[0], args.fail_on)
     return 0
 
 
@@ -127,6 +137,7 @@ def print_document(document) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
 
+    from .compare import FAILED
     from .document import Note, Paragraph, Table
 
     console = Console()
@@ -144,7 +155,7 @@ def print_document(document) -> None:
                     table.add_row(*row)
                 console.print(table)
             elif isinstance(block, Note):
-                style = "bold red" if block.text.startswith("REGRESSION") else "yellow"
+                style = "bold red" if block.text.startswith(FAILED) else "yellow"
                 console.print(block.text, style=style, highlight=False, markup=False)
             elif isinstance(block, Paragraph):
                 console.print(block.text, highlight=False, markup=False)

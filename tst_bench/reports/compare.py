@@ -5,8 +5,9 @@ are matched whatever their names (two run directories). The sources of truth are
 per-sample file (samples.jsonl, found through a benchmark record's tst_run_dir) and the benchmark
 records (result.json, pytest-benchmark extra_info). Where both runs hold the same samples, their
 scores are compared sample by sample (`paired`: exact McNemar test, paired bootstrap CI) and a
-drop is a regression when it is significant; otherwise a drop beyond the baseline's 95% CI is.
-Memory a fold did not release and a speedup drop are regressions too (see `checks`).
+change is significant or not; otherwise a score beyond the baseline's 95% CI is. Which direction
+fails (a rise by default, a drop, or both) is `Thresholds.fail_on` (see `checks`); memory a fold
+did not release and a speedup drop always fail.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from .document import Document, Note, Paragraph, Section, Table, slug
 from .inputs import RecordedBenchmark, load_source
 from .paired import PairedComparison, paired_comparison, sample_mismatch
 
+#: how a failed check starts in the comparison's notes (the console prints those in red)
+FAILED = "FAILED"
+
 
 class MetricRow(BaseModel):
     metric: str
@@ -51,7 +55,7 @@ class BenchmarkComparison(BaseModel):
 
 class Comparison(BaseModel):
     inputs: list[str]
-    thresholds: dict[str, float | bool]
+    thresholds: dict[str, float | bool | str]
     benchmarks: list[BenchmarkComparison]
 
     @property
@@ -276,10 +280,10 @@ def comparison_document(comparison: Comparison) -> Document:
         section.add(*(Note(f"note ({f.run}): {f.message}") for f in benchmark.findings if not f.regression))
         sections.append(section)
     verdict = Section("Verdict", "verdict")
-    regressions = comparison.regressions
+    failed = comparison.regressions
     verdict.add(
-        Paragraph(f"{len(regressions)} regression(s)" if regressions else "no regressions"),
-        *(Note(f"REGRESSION in {f.benchmark} ({f.run}): {f.message}") for f in regressions),
+        Paragraph(f"{len(failed)} failed check(s)" if failed else "no failed checks"),
+        *(Note(f"{FAILED} {f.benchmark} ({f.run}): {f.message}") for f in failed),
         Paragraph("Thresholds: " + ", ".join(f"{k}={v}" for k, v in comparison.thresholds.items())),
     )
     return Document(

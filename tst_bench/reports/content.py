@@ -15,13 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..schemas import FoldSummary, SampleResult, TsTResult
+from ..schemas import FoldSummary, LabelIssues, SampleResult, TsTResult
+from ..verdict import PooledVerdict, RunOfBenchmark, pool_runs
 from . import plots
 from .checks import DEFAULT_THRESHOLDS, Thresholds, check_memory, is_checked, memory_check
 from .document import Document, Note, Paragraph, Section, Table, slug
 from .environment import Environment
 from .inputs import RecordedBenchmark
-from .verdict import verdict
 
 QUESTION_WIDTH = 180
 COMMIT_KEYS = ("id", "branch", "dirty", "time", "project")
@@ -98,30 +98,37 @@ def verdict_section(benchmarks: Sequence[RecordedBenchmark], labels: Sequence[st
         return section.add(Note("no input carries a TsT result: only timings are shown"))
     rows, plotted, sources = [], [], []
     for (dataset, model, backend, trainer), members in groups.items():
-        label, result = members[0]
-        baselines = result.baselines
+        pooled = pool_runs(members)
+        judged_result = pooled_result(members, pooled)
+        baselines = pooled.baselines
+        low, high = pooled.verdict.ci95
         rows.append(
             [
                 dataset,
                 model,
                 f"{backend}/{trainer}",
-                result.metric,
-                f"{result.score:.3f} [{result.ci95[0]:.3f}, {result.ci95[1]:.3f}]",
+                pooled.metric,
+                f"{pooled.verdict.score:.3f} [{low:.3f}, {high:.3f}]",
                 num(baselines.zero_shot),
                 num(baselines.majority),
                 num(baselines.chance),
-                verdict(result).text,
+                str(len(pooled.pooled)),
+                pooled.verdict.text,
             ]
         )
-        plotted.append((f"{dataset}\n{model}, {backend}/{trainer}", result))
-        others = f" (and {len(members) - 1} more run(s) of it)" if len(members) > 1 else ""
-        sources.append(f"{dataset} / {model} / {backend}/{trainer}: {label}{others}")
+        plotted.append((f"{dataset}\n{model}, {backend}/{trainer}", judged_result))
+        left_out = "".join(f"; not pooled: {label} ({why})" for label, why in pooled.not_pooled)
+        sources.append(f"{dataset} / {model} / {backend}/{trainer}: {', '.join(pooled.pooled)}{left_out}")
     columns = ["dataset", "model", "backend/trainer", "metric", "TsT [95% CI]", "zero-shot", "majority"]
-    columns += ["chance", "verdict"]
+    columns += ["chance", "runs pooled", "verdict"]
     section.add(
-        Table(columns, rows, numeric=(4, 5, 6, 7)),
+        Table(columns, rows, numeric=(4, 5, 6, 7, 8)),
         plots.score_plot("verdict-scores", plotted),
-        Paragraph("Figures from: " + "; ".join(sources) + "."),
+        Paragraph(
+            "One verdict per dataset, model and backend/trainer from all its runs: runs over the same"
+            " samples (other seeds or repeats) are pooled per sample, and the 95% CI covers both the"
+            " samples and the spread between training runs. Figures from: " + "; ".join(sources) + "."
+        ),
     )
     if measuring:
         section.add(
@@ -132,23 +139,24 @@ def verdict_section(benchmarks: Sequence[RecordedBenchmark], labels: Sequence[st
 
 def dataset_groups(
     benchmarks: Sequence[RecordedBenchmark], labels: Sequence[str]
-) -> dict[tuple[str, str, str, str], list[tuple[str, TsTResult]]]:
-    """Runs by (dataset, model, backend, trainer), the most complete first: zero-shot measured,
-    then the most folds x repeats, then the order of the inputs."""
-    groups: dict[tuple[str, str, str, str], list[tuple[str, TsTResult]]] = {}
+) -> dict[tuple[str, str, str, str], list[RunOfBenchmark]]:
+    """Runs by (dataset, model, backend, trainer), in the order the inputs first name them."""
+    groups: dict[tuple[str, str, str, str], list[RunOfBenchmark]] = {}
     for benchmark, label in zip(benchmarks, labels, strict=True):
         result = benchmark.result
         if result is not None:
             key = (result.dataset, result.model, result.backend, result.trainer)
-            groups.setdefault(key, []).append((label, result))
-    for members in groups.values():
-        members.sort(
-            key=lambda member: (
-                member[1].baselines.zero_shot is None,
-                -member[1].n_folds * member[1].n_repeats,
-            )
-        )
+            groups.setdefault(key, []).append(RunOfBenchmark(label, result, benchmark.samples))
     return groups
+
+
+def pooled_result(members: Sequence[RunOfBenchmark], pooled: PooledVerdict) -> TsTResult:
+    """A result that carries the pooled score, CI and baselines, for the score plot."""
+    first = min(members, key=lambda run: run.label).result
+    verdict = pooled.verdict
+    return first.model_copy(
+        update={"score": verdict.score, "ci95": verdict.ci95, "baselines": pooled.baselines}
+    )
 
 
 def runs_section(benchmarks: Sequence[RecordedBenchmark], labels: Sequence[str]) -> Section:
@@ -224,6 +232,7 @@ def benchmark_section(
         section.subsections += [
             folds_section(prefix, result),
             bias_section(prefix, benchmark, top_biased),
+            answer_keys_section(prefix, benchmark, result.label_issues, top_biased),
         ]
     section.subsections += [
         speedup_section(prefix, benchmark),
@@ -312,6 +321,58 @@ def most_biased_table(benchmark: RecordedBenchmark, samples: Sequence[SampleResu
             ]
         )
     return Table(["#", "id", "question", "answer", "prediction", "s(x)"], rows, numeric=(0, 5))
+
+
+def answer_keys_section(
+    prefix: str, benchmark: RecordedBenchmark, found: LabelIssues | None, top: int
+) -> Section:
+    """The samples whose held-out models confidently disagree with the key (tst_bench/label_issues.py)."""
+    section = Section("Possible wrong answer keys", f"{prefix}-keys")
+    if found is None:
+        return section.add(Note("this result was written before answer keys were checked"))
+    if found.status != "checked":
+        return section.add(Note(f"answer keys not checked: {found.note}"))
+    reliable = (
+        f"the {found.cleanlab_flagged} cleanlab flags, kept where the models are at least"
+        f" {found.reliable_from:.2f} confident (from there their top option matches the key in 90%"
+        " or more)"
+        if found.reliable_from is not None
+        else f"none of the {found.cleanlab_flagged} cleanlab flags: the models are never reliably confident"
+    )
+    section.add(
+        Paragraph(
+            f"{len(found.issues)} of {found.checked} multiple-choice samples have possibly wrong keys:"
+            f" models that never trained on them confidently pick another option ({reliable})."
+            " Check these keys first; a blind model can only spot a wrong key where the text gives"
+            " the answer away."
+        )
+    )
+    questions = benchmark.questions or {}
+
+    def option(sample_id: str, letter: str) -> str:
+        record = questions.get(sample_id)
+        return f"{letter}: {record.options[record.letters.index(letter)]}" if record else letter
+
+    rows = [
+        [
+            str(rank),
+            issue.id,
+            clip(questions[issue.id].question) if issue.id in questions else "–",
+            clip(option(issue.id, issue.given), 60),
+            f"{issue.given_probability:.3f}",
+            clip(option(issue.id, issue.suggested), 60),
+            f"{issue.suggested_probability:.3f}",
+        ]
+        for rank, issue in enumerate(found.issues[:top], start=1)
+    ]
+    if rows:
+        columns = ["#", "id", "question", "key", "p(key)", "models' pick", "p(pick)"]
+        section.add(Table(columns, rows, numeric=(0, 4, 6)))
+    if len(found.issues) > top:
+        section.add(Note(f"{len(found.issues) - top} more in result.json (label_issues)"))
+    if found.note:
+        section.add(Note(f"cleanlab: {found.note}"))
+    return section
 
 
 def speedup_section(prefix: str, benchmark: RecordedBenchmark) -> Section:
