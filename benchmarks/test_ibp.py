@@ -5,12 +5,20 @@ per round) go into extra_info, so the saved benchmark JSON carries the curves. `
 (seconds); `tiny-llm` is the LoRA TsT on the tiny model (minutes on CPU).
 """
 
+from typing import TypedDict
+
 import pytest
 
 from tst_bench.config import RunConfig
 from tst_bench.ibp import PruneConfig, run_prune
 
-BACKENDS = {"rf": {"backend": "rf", "trainer": "rf"}, "tiny-llm": {"backend": "hf", "trainer": "peft"}}
+
+class Engines(TypedDict):
+    backend: str
+    trainer: str
+
+
+BACKENDS: dict[str, Engines] = {"rf": {"backend": "rf", "trainer": "rf"}, "tiny-llm": {"backend": "hf", "trainer": "peft"}}
 #: three diagnoses per trajectory (all rows, 20% and 40% removed), for IBP and for random pruning
 DATASET, BUDGET, BATCH = "synthetic:shortcut?rows=300", "40%", "20%"
 

@@ -17,7 +17,7 @@ from ray_bench_support import cpu_description, load_average, local_cluster
 from tst_bench.datasets import load_dataset, to_test_instance
 from tst_bench.predictors.base import LLMPredictorInterface, result_from_choice_logprobs
 from tst_bench.predictors.pool import DEFAULT_TRANSPORT, RayPredictorPool, RayPredictorPoolConfig
-from tst_bench.predictors.transport import TRANSPORTS
+from tst_bench.predictors.transport import TRANSPORTS, TransportName
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class InstantPredictor(LLMPredictorInterface):
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this file
 
 
-def round_trip_seconds(transport: str, instances) -> list[float]:
+def round_trip_seconds(transport: TransportName, instances) -> list[float]:
     pool = RayPredictorPool(
         InstantPredictor, RayPredictorPoolConfig(num_workers=WORKERS, transport=transport)
     )
@@ -78,7 +78,7 @@ def test_object_store_vs_files(benchmark):
 
     benchmark.pedantic(both, rounds=1, iterations=1)
     medians = {name: statistics.median(values) for name, values in measured.items()}
-    faster = min(medians, key=medians.get)
+    faster = min(medians, key=medians.__getitem__)
     benchmark.extra_info.update(
         {
             "instances": INSTANCES,

@@ -30,6 +30,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -40,6 +41,9 @@ from tst_bench.trainers.peft.loop import train_folds
 from tst_bench.trainers.peft.packing import Example
 from tst_bench.trainers.recipes import recipe_settings
 from tst_bench.trainers.settings import TrainingSettings
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 pytestmark = pytest.mark.gpu
@@ -132,19 +136,19 @@ def timed_matmul_tflops(size: int = MATMUL_SIZE, repeats: int = 20) -> float:
     a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
     for _ in range(3):
-        a @ b
+        _ = a @ b
     torch.cuda.synchronize()
     started = time.perf_counter()
     for _ in range(repeats):
-        a @ b
+        _ = a @ b
     torch.cuda.synchronize()
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e12
 
 
-_MODELS: dict[str, object] = {}
+_MODELS: dict[str, torch.nn.Module] = {}
 
 
-def gpu_model(shape: str):
+def gpu_model(shape: str) -> torch.nn.Module:
     """One in-memory model per shape for the module (building it beats writing 15 GB to disk)."""
     from tst_bench.models.random_init import random_model
 
@@ -406,7 +410,7 @@ def profile_text(model, per_fold: list[list[Example]], pad_id: int, rows: int = 
 
 def kernel_summary(averages, wall_us: float, top: int) -> str:
     """Kernels by GPU time, with matmul / attention / other shares and the GPU's idle share."""
-    from torch.autograd import DeviceType
+    from torch.profiler import DeviceType
 
     kernels = []
     for event in averages:

@@ -7,7 +7,7 @@ import re
 import string
 from collections.abc import Sequence
 
-from .schemas import AnswerFormat, parse_number
+from .schemas import AnswerFormat, MetricName, parse_number
 
 _LEADING_LETTER = re.compile(r"^\s*[\(\[]?([A-Z])[\)\]]?(?=$|[\s\.\):,;])")
 _KEYWORD_LETTER = re.compile(
@@ -96,8 +96,8 @@ def score_answer(answer_format: AnswerFormat, target: str, prediction: str) -> f
     return float(normalize_text(prediction) == normalize_text(target))
 
 
-def metric_name(formats: set[str]) -> str:
-    names = {"mc": "accuracy", "num": "mra", "oe": "exact_match"}
+def metric_name(formats: set[AnswerFormat]) -> MetricName:
+    names: dict[AnswerFormat, MetricName] = {"mc": "accuracy", "num": "mra", "oe": "exact_match"}
     return names[next(iter(formats))] if len(formats) == 1 else "mixed"
 
 

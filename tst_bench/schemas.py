@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AnswerFormat = Literal["mc", "num", "oe"]
+#: the score a run reports: one per answer format, "mixed" where a dataset has several
+MetricName = Literal["accuracy", "mra", "exact_match", "mixed"]
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -285,6 +287,8 @@ class SampleResult(BaseModel):
 
 
 Signal = Literal["signal", "none", "below"]
+#: the blind guesser a verdict's floor comes from
+FloorName = Literal["majority", "chance"]
 
 
 class ScoreInterval(BaseModel):
@@ -306,7 +310,7 @@ class Verdict(BaseModel):
     blind guesser reaches (majority or chance, whichever is higher), and by how many points."""
 
     signal: Signal
-    floor_name: Literal["majority", "chance"]
+    floor_name: FloorName
     floor: float
     #: (score - floor) x 100
     points: float
@@ -349,7 +353,7 @@ class LabelIssues(BaseModel):
 class TsTResult(BaseModel):
     """The content of result.json."""
 
-    metric: Literal["accuracy", "mra", "exact_match", "mixed"]
+    metric: MetricName
     score: float
     score_std: float
     ci95: tuple[float, float]

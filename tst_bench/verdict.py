@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from .config import RunConfig
 from .interval import Replicate, replicates_of, score_interval
-from .schemas import Baselines, SampleResult, ScoreInterval, Signal, TsTResult, Verdict
+from .schemas import Baselines, FloorName, SampleResult, ScoreInterval, Signal, TsTResult, Verdict
 
 #: metrics whose per-sample scores are 0 or 1
 BINARY_METRICS = ("accuracy", "exact_match")
@@ -29,9 +29,8 @@ BINARY_METRICS = ("accuracy", "exact_match")
 
 def judge(score: float, ci95: tuple[float, float], baselines: Baselines, runs: int = 1) -> Verdict:
     """The verdict of a score and its 95% interval against the higher of majority and chance."""
-    floor_name, floor = max(
-        (("majority", baselines.majority), ("chance", baselines.chance)), key=lambda item: item[1]
-    )
+    floors: tuple[tuple[FloorName, float], ...] = (("majority", baselines.majority), ("chance", baselines.chance))
+    floor_name, floor = max(floors, key=lambda item: item[1])
     low, high = ci95
     points = 100 * (score - floor)
     signal: Signal

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..cluster.connection import ClusterLease, ClusterOptions, acquire
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 class RayRuntime:
     lease: ClusterLease
     address: str
-    resources: dict[str, float] = field(default_factory=dict)
+    resources: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def started(self) -> bool:

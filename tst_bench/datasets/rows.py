@@ -208,6 +208,7 @@ def _question_fields(
     """The record's fields; `by_index`: the answer is already the letter an index gave."""
     answer = answer.strip()
     answer_format = declared.format_for(options)
+    duplicate = None
     if answer_format == "mc":
         if len(options.texts) < 2:
             raise RowError(
@@ -224,7 +225,7 @@ def _question_fields(
     elif not answer:
         raise RowError(answer_field, "answer is empty")
     fields = {"question": question, "options": options.texts, "answer": answer, "format": answer_format}
-    if answer_format == "mc" and duplicate is not None:
+    if duplicate is not None:
         fields[DUPLICATE_NOTE] = f"field '{options.field}': {duplicate}: kept (--allow-duplicate-options)"
     return fields
 

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..schemas import QARecord, option_letters
 
 SyntheticKind = Literal["shortcut", "control", "numeric"]
-SYNTHETIC_KINDS: tuple[str, ...] = ("shortcut", "control", "numeric")
+SYNTHETIC_KINDS: tuple[SyntheticKind, ...] = ("shortcut", "control", "numeric")
 
 CUE_SCENES = ("in the kitchen", "at the beach", "in the garage", "at the park")
 CUE_COUNTS = (3, 12, 7, 20)
@@ -117,7 +117,7 @@ def _choice_row(spec: SyntheticSpec, rng: random.Random, index: int) -> QARecord
     options = rng.sample(ATTRIBUTES[attribute], spec.n_options)
     cue_letter = letters[cue % spec.n_options] if cue is not None else None
     follows_cue = spec.kind == "shortcut" and cue_letter is not None and rng.random() < spec.strength
-    if follows_cue:
+    if follows_cue and cue_letter is not None:
         answer = cue_letter
     elif spec.kind == "shortcut" and cue_letter is not None:
         answer = rng.choice([letter for letter in letters if letter != cue_letter])

@@ -422,8 +422,8 @@ def memory_section(prefix: str, result: TsTResult | None, thresholds: Thresholds
 def memory_table(folds: Sequence[FoldSummary], thresholds: Thresholds) -> Table:
     check = memory_check(folds, thresholds)
     rows = []
+    checked = check is not None and is_checked(check.source, thresholds)
     for row in check.rows if check else []:
-        checked = is_checked(check.source, thresholds)
         released = ("yes" if row.ok else "no") if checked else "not checked (RSS)"
         rows.append(
             [

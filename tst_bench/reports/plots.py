@@ -153,13 +153,13 @@ def fold_plot(key: str, result: TsTResult) -> Plot | None:
 
 def bias_plot(key: str, samples: Sequence[SampleResult], chance: float) -> Plot | None:
     """Histogram of s(x), split by whether the held-out prediction was right."""
-    scored = [sample for sample in samples if sample.bias_score is not None]
+    scored = [(sample.bias_score, sample.correct) for sample in samples if sample.bias_score is not None]
     if not scored:
         return None
     figure = Figure(figsize=(5.5, 3.2))
     axes = figure.add_subplot()
-    right = [s.bias_score for s in scored if s.correct]
-    wrong = [s.bias_score for s in scored if not s.correct]
+    right = [score for score, correct in scored if correct]
+    wrong = [score for score, correct in scored if not correct]
     axes.hist(
         [wrong, right],
         bins=20,
@@ -173,7 +173,7 @@ def bias_plot(key: str, samples: Sequence[SampleResult], chance: float) -> Plot 
     axes.set_ylabel("samples")
     axes.set_title(f"Bias score distribution ({len(scored)} samples)")
     axes.legend(fontsize="small")
-    mean = sum(s.bias_score for s in scored) / len(scored)  # type: ignore[misc]
+    mean = sum(score for score, _ in scored) / len(scored)
     return render(figure, key, "s(x) distribution", f"{len(scored)} samples, mean s(x) {mean:.3f}")
 
 

@@ -87,7 +87,7 @@ class RFTrainer(LLMTrainerInterface):
         space = FeatureSpace.fit(questions, config.question_vocab, config.option_vocab, config.min_df)
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        formats = sorted({q.format for q in questions})
+        formats: list[AnswerFormat] = sorted({q.format for q in questions})
         importances: dict[str, float] = {}
         for answer_format in formats:
             subset = [q for q in questions if q.format == answer_format]

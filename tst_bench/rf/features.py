@@ -201,7 +201,7 @@ class FeatureSpace:
         cls, questions: Sequence[BlindQuestion], question_vocab: int, option_vocab: int, min_df: int
     ) -> FeatureSpace:
         choice = [q for q in questions if q.format == "mc"]
-        answers = Counter(q.answer for q in choice)
+        answers = Counter(q.answer for q in choice if q.answer is not None)
         return cls(
             word_prior=WordPositionPrior.fit(choice, min_df),
             min_df=min_df,
