@@ -18,7 +18,10 @@ class Engines(TypedDict):
     trainer: str
 
 
-BACKENDS: dict[str, Engines] = {"rf": {"backend": "rf", "trainer": "rf"}, "tiny-llm": {"backend": "hf", "trainer": "peft"}}
+BACKENDS: dict[str, Engines] = {
+    "rf": {"backend": "rf", "trainer": "rf"},
+    "tiny-llm": {"backend": "hf", "trainer": "peft"},
+}
 #: three diagnoses per trajectory (all rows, 20% and 40% removed), for IBP and for random pruning
 DATASET, BUDGET, BATCH = "synthetic:shortcut?rows=300", "40%", "20%"
 

@@ -167,6 +167,7 @@ def assert_close_run(out: Path, reference: Path, tolerance: float = 1e-4) -> Non
     assert [(s.id, s.fold, s.prediction) for s in got] == [(s.id, s.fold, s.prediction) for s in expected]
     for left, right in zip(got, expected, strict=True):
         assert abs(left.score - right.score) <= tolerance, left.id
+        assert left.bias_score is not None and right.bias_score is not None, left.id
         assert abs(left.bias_score - right.bias_score) <= tolerance, left.id
 
 
@@ -260,7 +261,8 @@ class ClusterProcess:
             env=ray_env(tmpdir),
             cwd=Path(__file__).resolve().parent.parent,
         )
-        line = self.process.stdout.readline()  # type: ignore[union-attr]
+        assert self.process.stdout is not None  # piped above
+        line = self.process.stdout.readline()
         if not line:
             raise RuntimeError(f"the {nodes}-node cluster did not start (exit {self.process.wait()})")
         info = json.loads(line)
@@ -273,7 +275,8 @@ class ClusterProcess:
 
     def shutdown(self) -> None:
         if self.process.poll() is None:
-            self.process.stdin.close()  # type: ignore[union-attr]
+            assert self.process.stdin is not None  # piped in __init__
+            self.process.stdin.close()
             self.process.wait(timeout=60)
 
 
@@ -283,6 +286,7 @@ def _serve(nodes: int) -> None:
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1, "include_dashboard": False}
     )
+    assert cluster.head_node is not None  # initialize_head=True
     all_nodes = [cluster.head_node] + [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(nodes - 1)]
     info = {
         "address": cluster.address,

@@ -46,6 +46,7 @@ def collected_benchmarks() -> list[str]:
 
 def benchmarks_conftest():
     spec = importlib.util.spec_from_file_location("benchmarks_conftest", ROOT / "benchmarks" / "conftest.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

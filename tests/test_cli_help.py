@@ -19,7 +19,7 @@ def commands() -> dict[str, argparse.ArgumentParser]:
 @pytest.mark.parametrize("name", sorted(commands()))
 def test_every_option_says_what_it_does_and_its_default(name):
     parser = commands()[name]
-    formatter = parser.formatter_class(parser.prog)
+    formatter = parser.formatter_class(prog=parser.prog)
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             continue

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_the_readme_module_is_the_example_module():
 
 
 def test_the_example_dataset_is_what_its_generator_writes(tmp_path):
-    spec = {"__name__": "make_dataset"}
+    spec: dict[str, Any] = {"__name__": "make_dataset"}
     exec(compile((EXAMPLE / "make_dataset.py").read_text(), "make_dataset.py", "exec"), spec)
     spec["write"](tmp_path / "rows.jsonl")
     assert (tmp_path / "rows.jsonl").read_bytes() == (EXAMPLE / "my_benchmark.jsonl").read_bytes()

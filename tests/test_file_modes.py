@@ -65,9 +65,13 @@ def test_runs_reports_comparisons_and_prunes_are_readable_by_others(tmp_path):
 
 def test_a_built_model_folder_is_readable_by_others(tmp_path, monkeypatch):
     monkeypatch.setenv("TST_BENCH_CACHE", str(tmp_path / "cache"))
+
+    def build(staging: Path) -> None:
+        (staging / "weights.bin").write_bytes(b"w")
+
     previous = os.umask(0o022)
     try:
-        folder = build_once("model", lambda staging: (staging / "weights.bin").write_bytes(b"w"))
+        folder = build_once("model", build)
     finally:
         os.umask(previous)
     assert modes(folder.parent) == {"model": oct(0o755), "model/weights.bin": oct(0o644)}

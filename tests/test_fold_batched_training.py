@@ -181,7 +181,7 @@ def test_each_folds_gradient_equals_peft_on_that_fold_alone(resident, records, s
             try:
                 loss = reference(**padded_batch(fold_rows[fold], trainer._pad_id())).loss
                 loss.backward()
-                for name, module in reference.base_model.model.named_modules():
+                for name, module in reference.get_base_model().named_modules():
                     for key, parameter in trainable_tensors(module).items():
                         ours = weights.grads[fold][slice(*weights.offsets[tensor_key(name, key)])]
                         torch.testing.assert_close(ours, parameter.grad.reshape(-1), rtol=1e-4, atol=1e-6)

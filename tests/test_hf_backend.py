@@ -69,6 +69,7 @@ def test_batched_scoring_equals_one_at_a_time(tiny_source, shortcut_records):
     single = HFPredictor(HFPredictorConfig(batch_size=1), ResidentModel(tiny_source)).predict(instances)
     for left, right in zip(batched, single, strict=True):
         assert left.instance_id == right.instance_id
+        assert left.option_probs is not None and right.option_probs is not None
         for letter in "ABCD":
             assert left.option_probs[letter] == pytest.approx(right.option_probs[letter], abs=1e-5)
 
@@ -78,11 +79,13 @@ def test_option_scores_form_the_bias_score(tiny_source, shortcut_records):
     instance = to_test_instance(record)
     assert instance.ground_truth is None  # the predictor is not handed the answer
     (result,) = HFPredictor(HFPredictorConfig(), ResidentModel(tiny_source)).predict([instance])
-    assert sum(result.option_probs.values()) == pytest.approx(1.0)
-    assert result.prediction == max(result.option_probs, key=result.option_probs.get)
+    probs, logprobs = result.option_probs, result.option_logprobs
+    assert probs is not None and logprobs is not None
+    assert sum(probs.values()) == pytest.approx(1.0)
+    assert result.prediction == max(probs, key=probs.__getitem__)
     assert result.bias_score is None  # s(x) is the fold contract's
-    assert bias_score(record, result) == result.option_probs[record.answer]
-    assert all(value < 0 for value in result.option_logprobs.values())
+    assert bias_score(record, result) == probs[record.answer]
+    assert all(value < 0 for value in logprobs.values())
 
 
 def test_numeric_answers_are_generated_and_scored(tiny_source, tmp_path):

@@ -252,7 +252,8 @@ def test_training_publishes_only_the_adapter(cli, tmp_path, tiny_source, small_d
     assert sorted(p.name for p in output.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     assert sorted(p.name for p in output.parent.iterdir()) == ["fold0"]  # scratch folder removed
     assert adapter.size_bytes == sum(p.stat().st_size for p in output.iterdir())
-    assert adapter.train_seconds > 0 and adapter.training_size == len(data)
+    assert adapter.train_seconds is not None and adapter.train_seconds > 0
+    assert adapter.training_size == len(data)
     assert adapter.training_config["llamafactory"]["seed"] == 3
     with safe_open(str(output / "adapter_model.safetensors"), framework="pt") as weights:
         names = list(weights.keys())

@@ -144,7 +144,7 @@ def test_monitor_records_the_peak_of_a_fold_and_what_stays():
     (before,), (peak,), (after,) = memory.before, memory.peak, memory.after_cleanup
     assert peak.used_mib - before.used_mib > 250
     assert peak.used_mib - after.used_mib > 250
-    assert memory.samples > 2 and memory.interval_s == 0.01
+    assert memory.samples is not None and memory.samples > 2 and memory.interval_s == 0.01
     assert report.folds == {"r0_f0": memory} and report.source == "rss"
     assert report.check(256).ok
 

@@ -20,7 +20,6 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel
 
@@ -36,11 +35,10 @@ from .hardware import (
     total_memory_mib,
 )
 from .observers import FoldObserver
-from .schemas import DeviceMemory, FoldMemory
+from .schemas import DeviceMemory, FoldMemory, MemorySource
 
 logger = logging.getLogger(__name__)
 
-MemorySource = Literal["nvml", "rss"]
 DEFAULT_INTERVAL_S = 0.02
 #: MiB a device may hold after a fold's clean-up above the steady baseline (pytest, `tst-bench compare`).
 DEFAULT_TOLERANCE_MIB = 256.0

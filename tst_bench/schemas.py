@@ -148,10 +148,14 @@ class DeviceMemory(BaseModel):
     uuid: str | None = None
 
 
+#: where memory figures come from: NVML per GPU, or the process's resident set on a CPU
+MemorySource = Literal["nvml", "rss"]
+
+
 class FoldMemory(BaseModel):
     """Memory around one fold: before it, its peak, and after its clean-up."""
 
-    source: Literal["nvml", "rss"]
+    source: MemorySource
     before: list[DeviceMemory]
     peak: list[DeviceMemory]
     after_cleanup: list[DeviceMemory]

@@ -29,7 +29,10 @@ BINARY_METRICS = ("accuracy", "exact_match")
 
 def judge(score: float, ci95: tuple[float, float], baselines: Baselines, runs: int = 1) -> Verdict:
     """The verdict of a score and its 95% interval against the higher of majority and chance."""
-    floors: tuple[tuple[FloorName, float], ...] = (("majority", baselines.majority), ("chance", baselines.chance))
+    floors: tuple[tuple[FloorName, float], ...] = (
+        ("majority", baselines.majority),
+        ("chance", baselines.chance),
+    )
     floor_name, floor = max(floors, key=lambda item: item[1])
     low, high = ci95
     points = 100 * (score - floor)

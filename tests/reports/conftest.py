@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tst_bench.schemas import DeviceMemory, FoldMemory, TsTResult
+from tst_bench.schemas import DeviceMemory, FoldMemory, MemorySource, TsTResult
 
 DATASET = "synthetic:shortcut?rows=120&seed=2"
 
@@ -82,7 +82,7 @@ def copy_run(source: Path, target: Path, result: TsTResult | None = None) -> Pat
     return target
 
 
-def fold_memory(source: str, devices: dict[str, tuple[float, float, float]]) -> FoldMemory:
+def fold_memory(source: MemorySource, devices: dict[str, tuple[float, float, float]]) -> FoldMemory:
     """Constructed memory samples: device -> (before, peak, after clean-up) MiB."""
 
     def samples(phase: int) -> list[DeviceMemory]:
@@ -91,7 +91,7 @@ def fold_memory(source: str, devices: dict[str, tuple[float, float, float]]) -> 
     return FoldMemory(source=source, before=samples(0), peak=samples(1), after_cleanup=samples(2))
 
 
-def with_memory(result: TsTResult, source: str = "nvml", retained_mib: float = 0.0) -> TsTResult:
+def with_memory(result: TsTResult, source: MemorySource = "nvml", retained_mib: float = 0.0) -> TsTResult:
     """The result with constructed per-fold memory on two GPUs; the last fold keeps `retained_mib`."""
     folds = []
     for index, fold in enumerate(result.folds):
@@ -124,7 +124,7 @@ def with_measurements(
     recorded: Recorded,
     target: Path,
     retained_mib: float = 0.0,
-    source: str = "nvml",
+    source: MemorySource = "nvml",
     speedup: dict | None = None,
     score: float | None = None,
 ) -> Path:

@@ -11,7 +11,7 @@ def test_gpus_are_the_visible_devices_of_hardware_py(monkeypatch):
     assert environment.gpu_descriptions() == (["cuda:0: NVIDIA H200, 140 GiB"], None)
     monkeypatch.setattr(environment, "discover_gpus", lambda: ())
     gpus, note = environment.gpu_descriptions()
-    assert gpus == [] and "no GPU visible" in note
+    assert gpus == [] and note is not None and "no GPU visible" in note
 
 
 def test_this_machine_is_described_or_the_note_says_why_not():

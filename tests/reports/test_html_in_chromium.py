@@ -43,6 +43,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
+    assert CHROMIUM is not None  # the module is skipped without it
     profile.mkdir()
     return subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],

@@ -26,7 +26,9 @@ class PruneRound(BaseModel):
     flag_rows: int | None = Field(default=None, description="remaining rows carrying the flag")
     flag_auroc: float | None = Field(default=None, description="how well s(x) ranks flagged rows first")
     removed: int = Field(default=0, description="rows removed after this diagnosis")
-    precision: float | None = Field(default=None, description="share of this round's removed rows that are flagged")
+    precision: float | None = Field(
+        default=None, description="share of this round's removed rows that are flagged"
+    )
     cumulative_precision: float | None = None
     dataset: str
     run_dir: str
