@@ -173,10 +173,12 @@ def test_a_tst_run_with_the_ray_hf_backend_matches_the_hf_backend(pool, tmp_path
 def test_ray_vllm_pool_matches_the_in_process_vllm_predictor(pool, tiny_source, instances):
     require_vllm()
     from tst_bench.predictors.ray_vllm import RayVLLMPredictor, RayVLLMPredictorConfig
+    from tst_bench.predictors.vllm import VLLMPredictor
 
     pool.reset()  # give its GPUs to the vLLM pool
     config = RunConfig(dataset="unused", backend="vllm")
     local = build_predictor(BackendContext(config, tiny_source))
+    assert isinstance(local, VLLMPredictor)
     reference = local.predict(instances)
     local.close()
     pool = RayVLLMPredictor(RayVLLMPredictorConfig(local.config, num_workers=2))

@@ -11,6 +11,7 @@ from tst_bench.config import RunConfig
 from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
 from tst_bench.models.resident import ResidentModel
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
+from tst_bench.predictors.pool import RayPredictorPool
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 
 from .ray_support import (
@@ -64,11 +65,12 @@ def test_pool_ships_the_adapter_to_the_other_node(cluster, tiny_source, tmp_path
     # "auto" finds the cluster through RAY_TMPDIR, as `ray start` clusters are found on a head node
     config = RunConfig(dataset="unused", backend="ray_hf", workers=2, ray_address="auto")
     pool = build_predictor(BackendContext(config, tiny_source))
+    assert isinstance(pool, RayPredictorPool)
     try:
         with caplog.at_level(logging.INFO, logger="tst_bench"):
             pool.load_adapter(adapter)
         assert "joining the Ray cluster at auto" in caplog.text
-        assert {w.info.node_id for w in pool.workers} == set(cluster.node_ids)
+        assert {w.info.node_id if w.info else None for w in pool.workers} == set(cluster.node_ids)
         assert "its files go to ray worker" in caplog.text
         assert_same_predictions(pool.predict(instances), expected)
     finally:

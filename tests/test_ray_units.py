@@ -146,7 +146,8 @@ def test_pool_options_split_from_the_backend_options():
 
 
 def test_ray_vllm_predictor_is_the_pool_over_the_vllm_predictor():
-    from tst_bench import RayVLLMPredictor, RayVLLMPredictorConfig, VLLMPredictor, VLLMPredictorConfig
+    from tst_bench import RayVLLMPredictor, RayVLLMPredictorConfig, VLLMPredictorConfig
+    from tst_bench.predictors.vllm import VLLMPredictor  # the class itself, so the check below narrows
 
     base = VLLMPredictorConfig(max_tokens=4)
     pool = RayVLLMPredictor(RayVLLMPredictorConfig(base, num_workers=2))
@@ -194,7 +195,7 @@ def _alive(pid: int) -> bool:
 def test_reaper_kills_the_session_of_a_killed_driver_and_nothing_else(tmp_path):
     session = str(tmp_path / "session_x")
     driver = subprocess.Popen([sys.executable, "-c", FAKE_DRIVER, session], stdout=subprocess.PIPE, text=True)
-    assert driver.stdout.readline().strip() == "ready"
+    assert driver.stdout is not None and driver.stdout.readline().strip() == "ready"
     time.sleep(1.0)
     raylet, unrelated = sorted(
         _children(driver.pid), key=lambda pid: session not in Path(f"/proc/{pid}/cmdline").read_text()

@@ -25,6 +25,7 @@ from tst_bench.registry import (
 )
 from tst_bench.results import zero_shot_status
 from tst_bench.schemas import LLMPredictionResult
+from tst_bench.trainers.peft import PeftTrainer
 
 
 @pytest.mark.parametrize("spec", [*BACKENDS.values(), *TRAINERS.values()], ids=lambda spec: spec.name)
@@ -81,6 +82,7 @@ def test_an_unknown_trainer_option_is_refused_with_the_known_ones(tiny_source):
 @pytest.mark.parametrize(("backend", "servable"), [("hf", False), ("vllm", True), ("ray_vllm", True)])
 def test_peft_adapters_are_vllm_servable_exactly_when_vllm_serves_them(backend, servable, tiny_source):
     trainer = build_trainer(BackendContext(RunConfig(dataset="d", backend=backend), tiny_source))
+    assert isinstance(trainer, PeftTrainer)
     assert (trainer.config.modules_to_save is None) is servable
     assert ("lm_head" in trainer.config.target_modules) is servable
 

@@ -87,9 +87,10 @@ def test_vocabulary_and_priors_come_from_the_training_rows_only(tmp_path):
     predictor = RFPredictor()
     predictor.load_adapter(adapter)
     (result,) = predictor.predict([to_test_instance(held_out)])
-    assert set(result.option_probs) == {"A", "B"}
-    assert sum(result.option_probs.values()) == pytest.approx(1.0)
-    assert bias_score(held_out, result) == pytest.approx(result.option_probs["B"])
+    probs = result.option_probs
+    assert probs is not None and set(probs) == {"A", "B"}
+    assert sum(probs.values()) == pytest.approx(1.0)
+    assert bias_score(held_out, result) == pytest.approx(probs["B"])
 
 
 def test_rf_tst_finds_the_planted_shortcut(tmp_path):
@@ -99,8 +100,10 @@ def test_rf_tst_finds_the_planted_shortcut(tmp_path):
     assert result.backend == result.trainer == "rf"
     assert result.score > result.baselines.majority + 0.05
     flags = {r.id: r.metadata["shortcut"] for r in load_dataset(dataset).records}
-    shortcut = [s.bias_score for s in run.samples if flags[s.id]]
-    other = [s.bias_score for s in run.samples if not flags[s.id]]
+    bias = [(s.id, s.bias_score) for s in run.samples if s.bias_score is not None]
+    assert len(bias) == len(run.samples), "every sample has s(x)"
+    shortcut = [score for sample_id, score in bias if flags[sample_id]]
+    other = [score for sample_id, score in bias if not flags[sample_id]]
     assert statistics.fmean(shortcut) > statistics.fmean(other) + 0.1
     importances = json.loads((tmp_path / "run" / "result.json").read_text())["feature_importances"]
     assert importances and list(importances.values()) == sorted(importances.values(), reverse=True)
@@ -134,7 +137,7 @@ def test_rf_numeric_and_mixed_datasets(tmp_path):
     mixed = run_tst(
         rf_config(str(write_jsonl(tmp_path / "mixed.jsonl", rows)), tmp_path / "mixed"), progress=False
     )
-    assert mixed.result.metric == "mixed"
+    assert mixed.result.metric == "mixed" and mixed.result.feature_importances is not None
     assert {name.split("/")[0] for name in mixed.result.feature_importances} == {"mc", "num"}
 
 

@@ -37,7 +37,7 @@ def test_wall_time_adds_up_over_the_invocations_of_a_resumed_run(tmp_path):
 
     resumed = run_tst(config, progress=False)
     timings = resumed.result.timings
-    assert timings.invocations == 2
+    assert timings is not None and timings.invocations == 2
     assert resumed.result.wall_s == timings.wall_s > resumed.seconds + PAUSE_S  # not the last call alone
     assert 0 < timings.wall_s - first["wall_s"] <= resumed.seconds
     assert timings.folds_s > first["folds_s"] and timings.prepare_s > first["prepare_s"]

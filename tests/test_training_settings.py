@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 import pytest
 
@@ -16,19 +17,21 @@ from tst_bench.trainers.settings import ALL_LINEAR, TrainingSettings
 
 
 def test_settings_are_a_hashable_value_with_names_as_tuples():
-    settings = TrainingSettings(target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head"])
+    as_lists: dict[str, Any] = {"target_modules": ["q_proj", "v_proj"], "modules_to_save": ["lm_head"]}
+    settings = TrainingSettings(**as_lists)  # as YAML or JSON give them
     assert settings.target_modules == ("q_proj", "v_proj") and settings.modules_to_save == ("lm_head",)
     assert hash(settings) == hash(
         TrainingSettings(target_modules=("q_proj", "v_proj"), modules_to_save=("lm_head",))
     )
     assert TrainingSettings(target_modules="all").target_modules == ALL_LINEAR  # LlamaFactory's name
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.learning_rate = 1.0  # type: ignore[misc]
+        settings.learning_rate = 1.0  # pyright: ignore[reportAttributeAccessIssue]  (frozen: must raise)
 
 
 def test_numbers_given_as_text_are_read_as_numbers():
     """YAML reads `1e-3` (no dot) as text: the settings still get a float."""
-    settings = TrainingSettings(learning_rate="1e-3", num_epochs="2", lora_rank=4.0)
+    from_yaml: dict[str, Any] = {"learning_rate": "1e-3", "num_epochs": "2", "lora_rank": 4.0}
+    settings = TrainingSettings(**from_yaml)
     assert settings.learning_rate == 1e-3 and isinstance(settings.learning_rate, float)
     assert settings.num_epochs == 2 and isinstance(settings.num_epochs, int)
     assert settings.lora_rank == 4 and isinstance(settings.lora_rank, int)
@@ -71,7 +74,12 @@ def test_trainer_options_set_the_shared_settings(trainer, tiny_source):
     both train the servable recipe)."""
     options = parse_options(["learning_rate=1e-3", "num_epochs=2", "lora_alpha=32"], "--trainer-option")
     config = RunConfig(dataset="d", backend="vllm", trainer=trainer, trainer_options=options)
-    built = build_trainer(BackendContext(config, tiny_source)).config
+    from tst_bench.trainers.llamafactory import LlamaFactoryTrainer
+    from tst_bench.trainers.peft import PeftTrainer
+
+    built_trainer = build_trainer(BackendContext(config, tiny_source))
+    assert isinstance(built_trainer, PeftTrainer | LlamaFactoryTrainer)
+    built = built_trainer.config
     expected = dataclasses.replace(SERVABLE_TINY, learning_rate=1e-3, num_epochs=2, lora_alpha=32)
     assert built.training == expected
 

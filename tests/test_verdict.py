@@ -11,11 +11,11 @@ from tst_bench.schemas import Baselines, FoldSummary, FoldTimings, SampleResult,
 from tst_bench.verdict import RunOfBenchmark, judge, pool_runs
 
 
-def binary_scores(n: int, p: float, seed: int = 0) -> np.ndarray:
+def binary_scores(n: int, p: float, seed: int = 0) -> list[float]:
     rng = np.random.default_rng(seed)
     scores = np.zeros(n)
     scores[rng.choice(n, size=round(p * n), replace=False)] = 1.0
-    return scores
+    return scores.tolist()
 
 
 def even_replicate(fold_scores, n: int) -> Replicate:

@@ -260,7 +260,7 @@ def test_adapter_rank_above_the_engine_limit_is_refused(adapters, tmp_path):
 
 def test_peft_to_vllm_pair_runs_folds_with_the_servable_recipe(vllm, resident, records, tmp_path):
     trainable = build_trainable(RunConfig(dataset="unused", backend="vllm", trainer="peft"), vllm.source)
-    assert isinstance(trainable.predictor, VLLMPredictor)
+    assert isinstance(trainable.predictor, VLLMPredictor) and isinstance(trainable.trainer, PeftTrainer)
     assert trainable.trainer.config.modules_to_save is None
     assert {"embed_tokens", "lm_head"} <= set(trainable.trainer.config.target_modules)
     quick = dataclasses.replace(trainable.trainer.config, num_epochs=2)  # wiring, not accuracy

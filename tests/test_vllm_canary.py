@@ -181,6 +181,7 @@ def test_hot_swap_sleeps_for_training_and_checks_the_canary_on_waking(tiny_sourc
     assert len(predictor.canary.prompts) == 4  # the first prompts it scored
     predictor.release_device()
     assert engine.asleep and predictor.canary.reference is not None
+    assert engine._llm is not None
     assert engine._llm.resets >= 1  # the canary is computed afresh, not from cached prefixes
     after = predictor.predict(instances)
     assert not engine.asleep and predictor.canary.last_difference == 0.0
@@ -195,6 +196,7 @@ def test_a_wake_up_that_changed_the_engine_stops_the_run(tiny_source, instances)
     predictor = fake_predictor(tiny_source, engine)
     predictor.predict(instances)
     predictor.release_device()
+    assert engine._llm is not None  # built by the first prediction
     engine._llm.shift = 0.3  # what garbage weights or a stale adapter would do
     with pytest.raises(TsTRuntimeError, match="sleep canary failed after the vLLM engine's wake-up"):
         predictor.predict(instances)
@@ -226,6 +228,7 @@ def test_no_canary_when_disabled(tiny_source, instances):
     predictor = fake_predictor(tiny_source, engine, canary_prompts=0)
     predictor.predict(instances)
     predictor.release_device()
+    assert engine._llm is not None  # built by the first prediction
     engine._llm.shift = 0.3
     predictor.predict(instances)  # unchecked, by request
     assert predictor.canary.prompts == [] and engine.builds == 1

@@ -35,7 +35,8 @@ def write_checkpoint(directory, config, tensors):
     """A config.json and a safetensors file whose header lists `tensors` (name -> shape)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config))
-    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    header: dict[str, dict[str, object]] = {"__metadata__": {"format": "pt"}}
+    offset = 0
     for name, shape in tensors.items():
         size = 2 * math.prod(shape)
         header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + size]}
