@@ -45,7 +45,7 @@ from pathlib import Path
 
 from tst_bench.backends import build_trainable
 from tst_bench.config import RunConfig
-from tst_bench.datasets.synthetic import SyntheticSpec, generate
+from tst_bench.datasets.synthetic import SyntheticKind, SyntheticSpec, generate
 from tst_bench.engine import run_tst
 from tst_bench.evaluator import LLMEvaluator
 from tst_bench.folds import FoldSpec
@@ -62,7 +62,7 @@ class Scenario:
     """A synthetic benchmark family, the fold count, forest settings and how its truth is known."""
 
     name: str
-    kind: str = "shortcut"
+    kind: SyntheticKind = "shortcut"
     rows: int = 600
     strength: float = 0.9
     fraction: float = 0.4
@@ -73,7 +73,7 @@ class Scenario:
 
     def spec(self, seed: int, rows: int | None = None) -> SyntheticSpec:
         return SyntheticSpec(
-            kind=self.kind,  # type: ignore[arg-type]
+            kind=self.kind,
             rows=rows or self.rows,
             seed=seed,
             strength=self.strength,

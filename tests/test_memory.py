@@ -275,4 +275,4 @@ def test_a_pass_leak_is_kept_once_per_pass():
     assert leak.leaked_mib == 64
     leak.release()
     with pytest.raises(ValueError, match="per fold or per pass"):
-        LeakInjector(64, per="step")  # type: ignore[arg-type]
+        LeakInjector(64, per="step")  # pyright: ignore[reportArgumentType]  (deliberately invalid)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .datasets.rows import DEFAULT_GROUP_COLUMNS, RowRules
 from .models import DEFAULT_MODEL
+from .schemas import AnswerFormat
 
 RESULT_FORMAT_VERSION = 1
 
@@ -44,7 +45,7 @@ class RunConfig:
     trainer_options: dict[str, Any] = field(default_factory=dict)
     group_columns: tuple[str, ...] = DEFAULT_GROUP_COLUMNS
     #: the format of rows without options that declare none: "num" or "oe" (None: an input error)
-    without_options: str | None = None
+    without_options: AnswerFormat | None = None
     #: keep rows whose options repeat (a warning names them) instead of refusing them
     allow_duplicate_options: bool = False
 
@@ -62,7 +63,7 @@ class RunConfig:
     @property
     def row_rules(self) -> RowRules:
         """What the run declares about its dataset's rows."""
-        return RowRules(self.without_options, self.allow_duplicate_options)  # type: ignore[arg-type]
+        return RowRules(self.without_options, self.allow_duplicate_options)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

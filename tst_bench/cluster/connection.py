@@ -192,8 +192,9 @@ def _release() -> None:
         watcher, _Connection.reaper = _Connection.reaper, None
         _Connection.session_dir = None
         if watcher is not None:
+            assert watcher.stdin is not None  # the reaper is started with a pipe on stdin
             with contextlib.suppress(OSError):
-                watcher.stdin.close()  # type: ignore[union-attr]
+                watcher.stdin.close()
             try:
                 watcher.wait(timeout=10)
             except subprocess.TimeoutExpired:

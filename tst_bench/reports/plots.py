@@ -206,7 +206,8 @@ def memory_plot(key: str, folds: Sequence[FoldSummary]) -> Plot | None:
     measured = [fold for fold in folds if fold.memory is not None]
     if not measured:
         return None
-    devices = sorted({sample.device for fold in measured for sample in fold.memory.peak})  # type: ignore[union-attr]
+    memories = [fold.memory for fold in measured if fold.memory is not None]
+    devices = sorted({sample.device for memory in memories for sample in memory.peak})
     columns = min(2, len(devices))
     rows = -(-len(devices) // columns)
     figure = Figure(figsize=(max(4.8, 0.55 * len(measured) + 2.5) * columns, 3.0 * rows))
@@ -225,7 +226,7 @@ def memory_plot(key: str, folds: Sequence[FoldSummary]) -> Plot | None:
         labels = [fold_label(fold) for fold in measured]
         axes.set_xticks(range(len(measured)), labels, rotation=45 if len(labels) > 10 else 0)
         axes.set_ylabel("MiB used")
-        source = measured[0].memory.source  # type: ignore[union-attr]
+        source = memories[0].source
         axes.set_title(f"{device} ({source})")
     handles, labels = figure.axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=3, frameon=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class TreeEnsemble:
     def load(cls, path: Path) -> TreeEnsemble:
         with np.load(path, allow_pickle=False) as data:
             return cls(
-                kind=str(data["kind"]),  # type: ignore[arg-type]
+                kind=cast(ForestKind, str(data["kind"])),  # written by `save` from a ForestKind
                 roots=data["roots"],
                 left=data["left"],
                 right=data["right"],
