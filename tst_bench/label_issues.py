@@ -70,6 +70,11 @@ def find_wrong_keys(records: Sequence[QARecord], folds: Sequence[FoldResult]) ->
         return LabelIssues(status="cleanlab not installed", note=NOT_INSTALLED)
     matrix = probability_matrix(checked, probabilities)
     labels = np.array([record.letters.index(record.answer) for record in checked])
+    if len(np.unique(labels)) < 2:
+        return LabelIssues(
+            status="not applicable",
+            note=f"every key is option {checked[0].answer}: confident learning needs keys of two options",
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ranked = find_label_issues(
