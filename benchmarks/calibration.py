@@ -282,7 +282,7 @@ def flip_rate(verdicts: Sequence[str]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     commands = parser.add_subparsers(dest="study", required=True)
     cover = commands.add_parser("coverage", help="coverage of the 95%% interval on sets of known truth")
     cover.add_argument("--datasets", type=int, default=30, help="synthetic benchmarks per scenario")

@@ -118,7 +118,7 @@ def study(sets: PlantedSets, datasets: int) -> list[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--datasets", type=int, default=5, help="planted sets (generator seeds 0..N-1)")
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--wrong-keys", type=float, default=0.05, help="share of rows with a wrong key")
