@@ -22,7 +22,8 @@ Each of `datasets` synthetic benchmarks (its own generator seed) is run with `se
 per interval method, coverage counts the benchmarks whose interval holds the truth. Methods: the
 fold-mean t interval used before (`fold t`), the bootstrap over samples alone (`samples`) and the
 interval tst-bench reports (`tst-bench`: samples widened by the training spread), for one run and
-for `seeds` runs pooled.
+for `seeds` runs pooled. `signal_share` is how often the interval lies above the verdict's floor:
+on the control set (no signal by construction) the rate of false alarms, elsewhere the power.
 
 **Flips.** One benchmark, many run seeds: how often do two seeds disagree on the verdict, by rows,
 folds and runs pooled? A verdict that "no longer flips" agrees across >= 95% of seed pairs.
@@ -190,12 +191,15 @@ def coverage(scenarios: Sequence[Scenario], datasets: int, seeds: int, truth_dra
             truth = truth_of(scenario, truth_draws, truth_rows, work)
             hits: dict[tuple[str, int], list[bool]] = {}
             widths: dict[tuple[str, int], list[float]] = {}
+            signals: dict[tuple[str, int], list[bool]] = {}
             for dataset_seed in range(datasets):
                 runs = run_benchmark(scenario, dataset_seed, range(seeds), work)
                 for pooled in sorted({1, seeds}):
+                    floor = pool_runs(runs[:pooled]).verdict.floor
                     for method, (low, high) in intervals(runs[:pooled]).items():
                         hits.setdefault((method, pooled), []).append(low <= truth.value <= high)
                         widths.setdefault((method, pooled), []).append(high - low)
+                        signals.setdefault((method, pooled), []).append(low > floor)
             for (method, pooled), held in hits.items():
                 rows.append(
                     {
@@ -209,6 +213,7 @@ def coverage(scenarios: Sequence[Scenario], datasets: int, seeds: int, truth_dra
                         "coverage": statistics.fmean(held),
                         "mean_width": statistics.fmean(widths[(method, pooled)]),
                         "width_sd": statistics.pstdev(widths[(method, pooled)]),
+                        "signal_share": statistics.fmean(signals[(method, pooled)]),
                     }
                 )
             logger.info("%s: %.0f s", scenario.name, time.perf_counter() - started)
@@ -221,7 +226,8 @@ def print_coverage(rows) -> None:
         print(
             f"{row['scenario']:<52} truth {row['truth']:.3f} (±{row['truth_se']:.3f})"
             f" {row['method']:<10} runs {row['runs_pooled']}: coverage {row['coverage']:.2f}"
-            f" of {row['benchmarks']}, width {row['mean_width']:.3f} (sd {row['width_sd']:.3f})",
+            f" of {row['benchmarks']}, width {row['mean_width']:.3f} (sd {row['width_sd']:.3f}),"
+            f" signal in {row['signal_share']:.2f}",
             flush=True,
         )
 

@@ -1,14 +1,17 @@
 """How well TsT finds wrong answer keys: precision and recall on synthetic sets with planted errors.
 
-    python benchmarks/wrong_keys.py [--datasets 5] [--rows 1000] [--wrong-keys 0.05] [--out FILE]
+    python benchmarks/wrong_keys.py [--datasets 5] [--rows 1000] [--wrong-keys 0.05] [--strength 1]
+                                    [--out FILE]
 
-Each set is the synthetic shortcut generator with a cue that fixes the answer (`strength=1`) in
-`fraction` of the rows and uniform answers elsewhere; `wrong_keys` of the rows get another letter
-as their key (`metadata["wrong_key"]`). TsT-RF runs on it through `run_tst`, and cleanlab lists the
-samples whose held-out models confidently disagree with their key (`result.json`'s
-`label_issues`). Precision: flagged samples that were planted. Recall: planted samples flagged,
-over all of them and over those whose text gives the right answer away (cue rows): a blind model
-cannot tell a wrong key on a row whose answer it cannot read from the text.
+Each set is the synthetic shortcut generator with a cue in `fraction` of the rows that gives the
+answer with probability `strength` (1: the cue fixes it; below 1, some right keys disagree with
+their cue, which tests precision) and uniform answers elsewhere; `wrong_keys` of the rows get
+another letter as their key (`metadata["wrong_key"]`). TsT-RF runs on it through `run_tst`, and
+cleanlab lists the samples whose held-out models confidently disagree with their key
+(`result.json`'s `label_issues`). Precision: flagged samples that were planted. Recall: planted
+samples flagged, over all of them and over those whose text gives the right answer away (rows
+that follow their cue): a blind model cannot tell a wrong key on a row whose answer it cannot read
+from the text.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tst_bench.config import RunConfig
+from tst_bench.datasets import load_dataset
 from tst_bench.engine import run_tst
 
 
@@ -64,24 +68,28 @@ class Detection:
         }
 
 
-def dataset(seed: int, rows: int, wrong_keys: float, fraction: float) -> str:
-    return (
-        f"synthetic:shortcut?rows={rows}&seed={seed}&strength=1&fraction={fraction}&wrong_keys={wrong_keys}"
-    )
+@dataclass(frozen=True)
+class PlantedSets:
+    """The planted sets' shape (module docstring) and the folds TsT-RF runs them with."""
+
+    rows: int
+    wrong_keys: float
+    fraction: float
+    strength: float
+    folds: int
+
+    def dataset(self, seed: int) -> str:
+        return (
+            f"synthetic:shortcut?rows={self.rows}&seed={seed}&strength={self.strength}"
+            f"&fraction={self.fraction}&wrong_keys={self.wrong_keys}"
+        )
 
 
-def detect(seed: int, rows: int, wrong_keys: float, fraction: float, folds: int, out: Path) -> Detection:
+def detect(sets: PlantedSets, seed: int, out: Path) -> Detection:
     """One planted set through TsT-RF and cleanlab, counted against the planted errors."""
     config = RunConfig(
-        dataset=dataset(seed, rows, wrong_keys, fraction),
-        backend="rf",
-        trainer="rf",
-        folds=folds,
-        zero_shot=False,
-        out=out,
+        dataset=sets.dataset(seed), backend="rf", trainer="rf", folds=sets.folds, zero_shot=False, out=out
     )
-    from tst_bench.datasets import load_dataset
-
     records = load_dataset(config.dataset).records
     result = run_tst(config, overwrite=True, progress=False).result
     found = result.label_issues
@@ -95,12 +103,12 @@ def detect(seed: int, rows: int, wrong_keys: float, fraction: float, folds: int,
     )
 
 
-def study(datasets: int, rows: int, wrong_keys: float, fraction: float, folds: int) -> list[dict]:
+def study(sets: PlantedSets, datasets: int) -> list[dict]:
     rows_out = []
     total = Detection(0, 0, 0, 0, 0)
     with tempfile.TemporaryDirectory() as scratch:
         for seed in range(datasets):
-            found = detect(seed, rows, wrong_keys, fraction, folds, Path(scratch) / f"s{seed}")
+            found = detect(sets, seed, Path(scratch) / f"s{seed}")
             total = total + found
             rows_out.append({"seed": seed, **found.row()})
             print(json.dumps(rows_out[-1]), flush=True)
@@ -115,12 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--wrong-keys", type=float, default=0.05, help="share of rows with a wrong key")
     parser.add_argument(
-        "--fraction", type=float, default=0.6, help="share of rows whose text fixes the answer"
+        "--fraction", type=float, default=0.6, help="share of rows whose text gives the answer away"
+    )
+    parser.add_argument(
+        "--strength", type=float, default=1.0, help="how often such a row's cue names its answer"
     )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
-    rows = study(args.datasets, args.rows, args.wrong_keys, args.fraction, args.folds)
+    sets = PlantedSets(args.rows, args.wrong_keys, args.fraction, args.strength, args.folds)
+    rows = study(sets, args.datasets)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
     return 0

@@ -13,7 +13,7 @@ from tst_bench.datasets import load_dataset
 from tst_bench.reports import write_report
 
 from .engines import require_cleanlab
-from .helpers import run_cli
+from .helpers import run_cli, write_jsonl
 
 #: the answer follows the question's scene in 60% of rows; 5% of all keys are wrong
 PLANTED = "synthetic:shortcut?rows=600&seed=3&strength=1&fraction=0.6&wrong_keys=0.05"
@@ -88,3 +88,20 @@ def test_without_cleanlab_the_run_says_the_keys_were_not_checked(tmp_path):
     }
     report = write_report([out], tmp_path / "report").markdown.read_text()
     assert "answer keys not checked: cleanlab is not installed" in report
+
+
+def test_keys_that_all_name_one_option_are_not_checked_and_the_run_still_finishes(tmp_path):
+    """cleanlab refuses labels of one class; the run ends normally and says why no key was checked."""
+    require_cleanlab()
+    rows = [
+        {"id": f"q{i}", "question": f"Pick {i}?", "options": ["x", "y", "z"], "answer": "B"}
+        for i in range(30)
+    ]
+    dataset = write_jsonl(tmp_path / "all_b.jsonl", rows)
+    out = tmp_path / "run"
+    args = ("--backend", "rf", "--trainer", "rf", "--folds", "3", "--no-progress", "--out", str(out))
+    completed = run_cli("run", "--dataset", str(dataset), *args)
+    assert completed.returncode == 0, completed.stderr
+    found = json.loads((out / "result.json").read_text())["label_issues"]
+    assert found["status"] == "not applicable" and found["issues"] == []
+    assert "every key is option B" in found["note"]

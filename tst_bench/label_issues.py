@@ -70,6 +70,11 @@ def find_wrong_keys(records: Sequence[QARecord], folds: Sequence[FoldResult]) ->
         return LabelIssues(status="cleanlab not installed", note=NOT_INSTALLED)
     matrix = probability_matrix(checked, probabilities)
     labels = np.array([record.letters.index(record.answer) for record in checked])
+    if len(np.unique(labels)) < 2:
+        return LabelIssues(
+            status="not applicable",
+            note=f"every key is option {checked[0].answer}: confident learning needs keys of two options",
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ranked = find_label_issues(
@@ -84,9 +89,9 @@ def find_wrong_keys(records: Sequence[QARecord], folds: Sequence[FoldResult]) ->
     if reliable_from is None:
         notes.insert(
             0,
-            f"the held-out models are never reliably confident here (their top option matches the key"
+            f"the held-out models are never reliably confident here: their top option matches the key"
             f" in less than {RELIABLE_ACCURACY:.0%} of any {RELIABLE_FROM_SAMPLES}+ most confident"
-            " samples): no key is questioned",
+            " samples",
         )
     kept = [index for index in ranked if reliable_from is not None and matrix[index].max() >= reliable_from]
     issues = [issue(checked[index], matrix[index]) for index in kept]
