@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import tst_bench.datasets  # noqa: F401  (imported before in-process pytester runs, which drop new modules)
+from tst_bench.bench.entry_point import plugin_args
 from tst_bench.cli import main
 from tst_bench.config import RunConfig
 from tst_bench.errors import InputError
@@ -207,3 +209,49 @@ def test_each_configuration_of_a_tiny_llm_sweep_matches_its_standalone_run(tmp_p
         found = agreement(run_dir, alone)
         assert found.holds, found.describe()
         assert json.loads((alone / "result.json").read_text())["score"] == entry.score
+
+
+GRID_PROBE = """
+def test_forest(tst_runner):
+    options = {"n_estimators": 5, "min_samples_leaf": 2}
+    dataset = "synthetic:control?rows=60"
+    run = tst_runner(dataset=dataset, backend="rf", trainer="rf", folds=2, trainer_options=options)
+    print("\\nOPTIONS=" + repr(sorted(run.config.trainer_options.items())))
+    assert run.result.config["trainer_options"] == run.config.trainer_options
+"""
+
+
+def test_the_plugin_grid_parametrizes_tst_runner_and_its_options_win(pytester):
+    pytester.makepyfile(GRID_PROBE)
+    result = pytester.runpytest_subprocess(
+        *plugin_args(),
+        "-s",
+        "-v",
+        "--tst-report=none",
+        "--tst-grid=n_estimators=10,20",
+        "--tst-grid=max_depth=2",
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_forest?n_estimators=10,max_depth=2? *",
+            "*::test_forest?n_estimators=20,max_depth=2? *",
+        ]
+    )
+    options = [line for line in result.outlines if line.startswith("OPTIONS=")]
+    assert options == [
+        "OPTIONS=[('max_depth', 2), ('min_samples_leaf', 2), ('n_estimators', 10)]",
+        "OPTIONS=[('max_depth', 2), ('min_samples_leaf', 2), ('n_estimators', 20)]",
+    ]
+
+
+def test_a_plugin_grid_key_no_engine_has_fails_the_run_naming_it(pytester):
+    pytester.makepyfile(GRID_PROBE)
+    result = pytester.runpytest_subprocess(
+        *plugin_args(), "--tst-report=none", "--tst-grid=learnig_rate=1e-4,3e-4"
+    )
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*grid key 'learnig_rate' is neither a trainer nor a predictor option*"])
+    malformed = pytester.runpytest(*plugin_args(), "--tst-report=none", "--tst-grid=n_estimators")
+    assert malformed.ret == pytest.ExitCode.USAGE_ERROR
+    malformed.stderr.fnmatch_lines(["*--tst-grid: --grid expects KEY=V1,V2*"])

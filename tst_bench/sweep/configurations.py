@@ -43,7 +43,9 @@ def resolve_configurations(
 ) -> list[Configuration]:
     """Every grid point as a checked run (the base run with the point's options); an InputError
     names the key, the value and the configuration at fault."""
-    places = {key: place_of(base, source, key, value) for point in points for key, value in point.items()}
+    places: dict[str, Place] = {
+        key: place_of(base, source, key, value) for point in points for key, value in point.items()
+    }
     configurations = []
     for point in points:
         run = run_of(base, point, places)
@@ -57,10 +59,16 @@ def resolve_configurations(
 
 
 def place_of(base: RunConfig, source: ModelSource, key: str, value: Any) -> Place:
-    """Where a grid key goes: named outright, or the first engine whose config has the field."""
+    """Where a grid key goes (`route`), refused where the base run already sets that option."""
+    place = route(base, source, key, value)
+    check_not_given(base, place, field_of(key), key)
+    return place
+
+
+def route(base: RunConfig, source: ModelSource, key: str, value: Any) -> Place:
+    """Named outright, or the first engine whose config has the field."""
     named = named_place(key)
     if named is not None:
-        check_not_given(base, named, field_of(key), key)
         return named
     refusals = []
     for place in PLACES:
@@ -72,12 +80,20 @@ def place_of(base: RunConfig, source: ModelSource, key: str, value: Any) -> Plac
                 continue
         except InputError:
             pass  # the field exists; its value is checked per configuration
-        check_not_given(base, place, key, key)
         return place
     raise InputError(
         f"grid key {key!r} is neither a trainer nor a predictor option of --backend {base.backend}"
         f" --trainer {base.trainer} ({'; '.join(refusals)})"
     )
+
+
+def with_point(run: RunConfig, source: ModelSource, point: Options) -> RunConfig:
+    """`run` with a grid point's options, which replace any the run sets itself (how the pytest
+    plugin's --tst-grid applies to a benchmark's own options), checked."""
+    for key, value in point.items():
+        run = with_option(run, route(run, source, key, value), field_of(key), value)
+    check_engines(run, source)
+    return run
 
 
 def named_place(key: str) -> Place | None:
