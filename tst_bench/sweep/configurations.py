@@ -43,9 +43,11 @@ def resolve_configurations(
 ) -> list[Configuration]:
     """Every grid point as a checked run (the base run with the point's options); an InputError
     names the key, the value and the configuration at fault."""
-    places: dict[str, Place] = {
-        key: place_of(base, source, key, value) for point in points for key, value in point.items()
-    }
+    places: dict[str, Place] = {}
+    for point in points:
+        for key, value in point.items():
+            if key not in places:  # a key's place does not depend on its value
+                places[key] = place_of(base, source, key, value)
     configurations = []
     for point in points:
         run = run_of(base, point, places)

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 from ..schemas import Baselines, ScoreInterval, Verdict
 
 BEST_NOTE = (
-    "the highest score of the grid, chosen on the folds that score it: optimistic (on a set without"
-    " non-visual signal it still beats majority); the nested score is the honest one"
+    "the highest score of the grid, chosen on the folds that score it: optimistic (the maximum of"
+    " several noisy scores overstates the non-visual signal); the nested score is the honest one"
 )
 NESTED_NOTE = (
     "per outer fold, the configuration with the best inner k-fold score on that fold's training rows"
@@ -99,4 +99,5 @@ class SweepResult(BaseModel):
     baselines: Baselines
     #: the run options every configuration shares
     config: dict[str, Any] = Field(default_factory=dict)
+    #: wall seconds of the invocation that wrote this file (each run's `seconds` sums its own)
     wall_s: float
