@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from .config import RunConfig
-from .errors import InputError
+from .errors import InputError, UnknownOptionsError
 from .models import ModelSource
 from .models.resident import ResidentModel
 from .predictors.base import LLMPredictorInterface
@@ -56,7 +56,9 @@ def configure(config_type: type, options: dict[str, Any], **defaults: Any):
     known = {f.name for f in dataclasses.fields(config_type)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise InputError(f"unknown option(s) {unknown} for {config_type.__name__}; known: {sorted(known)}")
+        raise UnknownOptionsError(
+            f"unknown option(s) {unknown} for {config_type.__name__}; known: {sorted(known)}", unknown
+        )
     values = {**defaults, **typed_options(config_type, options)}
     if hasattr(config_type, "for_recipe"):
         recipe = values.pop("recipe")

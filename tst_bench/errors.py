@@ -19,6 +19,15 @@ class InputError(TsTError, ValueError):
     exit_code = 2
 
 
+class UnknownOptionsError(InputError):
+    """Options an engine's config does not have; `names` lets a caller try them elsewhere (a
+    sweep's grid key that is not the trainer's may be the predictor's)."""
+
+    def __init__(self, message: str, names: list[str]):
+        super().__init__(message)
+        self.names = names
+
+
 class TsTRuntimeError(TsTError, RuntimeError):
     """A run failed after it started (training crashed, a worker died, ...)."""
 

@@ -83,6 +83,14 @@ def tst_trainer_name(tst_settings: TsTSettings) -> str:
 
 
 @pytest.fixture
+def tst_grid_point() -> dict[str, Any] | None:
+    """The configuration of --tst-grid this test runs (option -> value), which `tst_runner` applies
+    to every run over the test's own options; the plugin parametrizes it over the grid's
+    combinations. None without --tst-grid."""
+    return None
+
+
+@pytest.fixture
 def tst_dataset(tst_dataset_spec: str):
     """The dataset under test, loaded: a `Dataset` with `.records` (QARecord: id, question,
     options, answer, format, groups) and `.fingerprint`."""
@@ -150,7 +158,13 @@ def tst_ray(tst_session: TsTSession) -> Iterator[Any]:
 
 
 @pytest.fixture
-def tst_runner(tst_session: TsTSession, tst_gpus, request: pytest.FixtureRequest, tmp_path: Path):
+def tst_runner(
+    tst_session: TsTSession,
+    tst_gpus,
+    tst_grid_point: dict[str, Any] | None,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+):
     """Call it to run one k-fold TsT and record it: `run = tst_runner(dataset="my.jsonl", folds=3)`.
     Keywords are RunConfig's fields (dataset, model, backend, trainer, folds, repeats, seed, limit,
     zero_shot, device, executor, workers, predictor_options, trainer_options, ...); unset ones
@@ -161,7 +175,8 @@ def tst_runner(tst_session: TsTSession, tst_gpus, request: pytest.FixtureRequest
     check. Each run lands in the session's report (--tst-report; with or without `benchmark`), in
     pytest-benchmark's extra_info when the test uses `benchmark`, in a tst_record.json under
     --tst-results and in the terminal summary. `measures="memory"` (or a `leak_mib=`) keeps a
-    run that measures something else than the dataset out of the report's verdict.
+    run that measures something else than the dataset out of the report's verdict. With
+    --tst-grid the test runs once per configuration of the grid, whose options replace the run's.
     """
     from .runner import TsTRunner
 
@@ -170,7 +185,9 @@ def tst_runner(tst_session: TsTSession, tst_gpus, request: pytest.FixtureRequest
             return request.getfixturevalue("benchmark").extra_info
         return None
 
-    return TsTRunner(tst_session, tst_gpus, request.node.nodeid, request.node.name, tmp_path, extra_info)
+    return TsTRunner(
+        tst_session, tst_gpus, request.node.nodeid, request.node.name, tmp_path, extra_info, tst_grid_point
+    )
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ from ..engine import TsTRun, run_tst
 from ..hardware import GpuDevice, describe_hardware
 from ..leak import LeakInjector, LeakUnit
 from ..memory import MemoryMonitor, describe_source, open_probe
+from ..models import resolve_model
+from ..sweep.configurations import with_point
 from .recording import RecordedRun, headline
 from .session import TsTSession
 from .settings import run_config
@@ -44,6 +46,7 @@ class TsTRunner:
         name: str,
         workdir: Path,
         extra_info: Callable[[], dict[str, Any] | None] = lambda: None,
+        grid_point: dict[str, Any] | None = None,
     ):
         self.session = session
         self.settings = session.settings
@@ -52,10 +55,15 @@ class TsTRunner:
         self.name = name
         self.workdir = workdir
         self._extra_info = extra_info
+        #: the --tst-grid configuration this test runs; its options replace the run's own
+        self.grid_point = grid_point
         self.runs: list[TsTRun] = []
 
     def config(self, **overrides: Any) -> RunConfig:
-        return run_config(self.settings, **overrides)
+        config = run_config(self.settings, **overrides)
+        if self.grid_point:
+            config = with_point(config, resolve_model(config.model), self.grid_point)
+        return config
 
     def run_dir(self) -> Path:
         return self.session.run_dir(self.nodeid, self.workdir, len(self.runs))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from ..sweep.grid import configuration_name
 from .settings import TsTSettings
 
 MARKERS = (
@@ -21,6 +22,8 @@ PARAMETRIZED = {
     "tst_backend_name": "backends",
     "tst_trainer_name": "trainers",
 }
+#: the fixture that carries one configuration of --tst-grid into tst_runner
+GRID_FIXTURE = "tst_grid_point"
 #: fixtures that build models through the backend registry: their names are checked at collection
 REGISTRY_FIXTURES = {"tst_runner", "tst_predictor", "tst_trainer", "tst_model_cache"}
 
@@ -37,6 +40,9 @@ def parametrize(settings: TsTSettings, metafunc: pytest.Metafunc) -> None:
         if fixture in metafunc.fixturenames and fixture not in explicit:
             values = getattr(settings, field)
             metafunc.parametrize(fixture, values, ids=[short_id(value) for value in values])
+    if settings.grid and GRID_FIXTURE in metafunc.fixturenames and GRID_FIXTURE not in explicit:
+        points = list(settings.grid)
+        metafunc.parametrize(GRID_FIXTURE, points, ids=[configuration_name(point) for point in points])
 
 
 def short_id(value: str) -> str:

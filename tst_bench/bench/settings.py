@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from ..config import RunConfig
+from ..errors import InputError
 from ..memory import DEFAULT_TOLERANCE_MIB
 from ..registry import BACKENDS, TRAINERS
+from ..sweep.grid import configuration_name, expand, parse_grid_flags
 
 DEFAULT_DATASETS = ("synthetic:shortcut", "synthetic:control")
 CPU_MODELS = (RunConfig.model,)
@@ -30,7 +32,7 @@ DEFAULT_REPORT_DIR = "reports"
 @dataclass(frozen=True)
 class OptionSpec:
     name: str  # ini key is tst_<name>, flag is --tst-<name with dashes>
-    kind: str  # list | int | float | path | str | flag
+    kind: str  # list | grid | int | float | path | str | flag
     help: str
     metavar: str | None = None
 
@@ -76,6 +78,13 @@ OPTIONS = (
         "DIR",
     ),
     OptionSpec("ray_address", "str", "join this Ray cluster instead of starting a local one", "ADDRESS"),
+    OptionSpec(
+        "grid",
+        "grid",
+        "a trainer option (or predictor option) and its values: every tst_runner benchmark runs once"
+        " per combination of the grid's values (values are YAML; in the ini: space separated)",
+        "KEY=V1,V2",
+    ),
     OptionSpec("skip_slow", "flag", "skip tests marked slow"),
     OptionSpec(
         "full", "flag", "also run the benchmarks marked heavy (minutes each on a CPU; make bench-full)"
@@ -99,6 +108,8 @@ class TsTSettings:
     ray_address: str | None
     skip_slow: bool
     full: bool = False  # run the benchmarks marked heavy too
+    #: the configurations of --tst-grid (every combination), parametrizing tst_runner (bench/selection.py)
+    grid: tuple[dict[str, Any], ...] = ()
     gpu_count: int = 0  # CUDA GPUs discovered through NVML, before --tst-gpus caps it
     given: frozenset[str] = field(default_factory=frozenset)  # options set on the command line or ini
 
@@ -123,7 +134,7 @@ def add_options(parser: pytest.Parser) -> None:
         if spec.kind == "flag":
             group.addoption(spec.flag, action="store_true", default=None, dest=spec.key, help=spec.help)
             parser.addini(spec.key, spec.help, type="bool", default=False)
-        elif spec.kind == "list":
+        elif spec.kind in ("list", "grid"):
             group.addoption(
                 spec.flag,
                 action="append",
@@ -152,6 +163,14 @@ def _number(cast: Callable[[str], Any], minimum: float) -> Callable[[str, str], 
         return value
 
     return parse
+
+
+def grid_points(pairs: list[str], where: str) -> tuple[dict[str, Any], ...]:
+    """--tst-grid's KEY=V1,V2 pairs as their configurations, every combination of the values."""
+    try:
+        return tuple(expand(parse_grid_flags(pairs)))
+    except InputError as error:
+        raise pytest.UsageError(f"{where}: {error}") from None
 
 
 def _path(value: Any) -> Path | None:
@@ -187,6 +206,8 @@ def resolve_settings(config: pytest.Config, gpu_count: int) -> TsTSettings:
         value, where = raw
         if spec.kind == "list":
             values[spec.name] = _split([value] if isinstance(value, str) else list(value))
+        elif spec.kind == "grid":  # KEY=V1,V2 pairs: their commas separate values, not options
+            values[spec.name] = grid_points([value] if isinstance(value, str) else list(value), where)
         elif spec.kind == "int":
             cast, minimum = LIMITS[spec.name]
             values[spec.name] = _number(cast, minimum)(value, where)
@@ -213,6 +234,7 @@ def resolve_settings(config: pytest.Config, gpu_count: int) -> TsTSettings:
         ray_address=values.get("ray_address"),
         skip_slow=values.get("skip_slow", False),
         full=values.get("full", False),
+        grid=values.get("grid", ()),
         gpu_count=gpu_count,
         given=frozenset(values),
     )
@@ -242,6 +264,8 @@ def describe(settings: TsTSettings) -> str:
         f"gpus={settings.usable_gpus}",
         f"memory tolerance={settings.memory_tolerance_mib:g} MiB",
     ]
+    if settings.grid:
+        parts.append(f"grid={' '.join(configuration_name(point) for point in settings.grid)}")
     if settings.inject_leak:
         parts.append(f"INJECTED LEAK {settings.inject_leak:g} MiB/fold")
     if settings.results:

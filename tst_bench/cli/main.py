@@ -12,6 +12,7 @@ from ..errors import InputError, TsTError
 from ..reports.commands import add_report_commands
 from .prune import add_prune_command
 from .run import add_run_command
+from .sweep import add_sweep_command
 from .synth import add_synth_command
 
 logger = logging.getLogger("tst_bench")
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_command(commands)
     add_report_commands(commands)
     add_prune_command(commands)
+    add_sweep_command(commands)
     return parser
 
 
