@@ -1,8 +1,23 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the engine markers every test gets from what it uses."""
 
 from __future__ import annotations
 
 import pytest
+
+from .engines import ENGINE_NAMES, engines_used
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in ENGINE_NAMES:
+        config.addinivalue_line(
+            "markers", f"{marker}: uses {marker} (set by tests/conftest.py from the test's code)"
+        )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker in engines_used(item):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
