@@ -36,12 +36,16 @@ def one_torch_thread():
         yield
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sequential_run(tmp_path_factory):
-    """The sequential run every Ray run of the shared small TsT must reproduce."""
+    """The sequential run every Ray run of the shared small TsT must reproduce (one torch thread,
+    as the Ray modules' driver runs): computed once for the session."""
+    from tst_bench.models.resident import torch_threads
+
     from .ray_support import sequential_reference
 
-    return sequential_reference(tmp_path_factory.mktemp("sequential") / "run")
+    with torch_threads(1):
+        return sequential_reference(tmp_path_factory.mktemp("sequential") / "run")
 
 
 @pytest.fixture(scope="module")
