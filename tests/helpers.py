@@ -1,13 +1,16 @@
-"""Helpers for tests: dataset files and running the CLI in a subprocess."""
+"""Helpers for tests: dataset files and running the CLI, in a subprocess or in this process."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+
+from tst_bench.cli import main
 
 
 def write_jsonl(path: Path, rows: Iterable[object]) -> Path:
@@ -26,3 +29,14 @@ def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subpro
         cwd=cwd,
         env=env,
     )
+
+
+def run_cli_in_process(capsys, caplog, *args: str) -> subprocess.CompletedProcess:
+    """`tst-bench ARGS` through `main(argv)` in this process: its exit code, its output, and its
+    log as stderr, without a fresh interpreter's start-up (where a subprocess adds nothing)."""
+    capsys.readouterr()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tst_bench"):
+        code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["tst-bench", *args], code, captured.out, captured.err + caplog.text)
