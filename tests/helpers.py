@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tst_bench.cli import main
+from tst_bench.datasets import to_test_instance, to_training_datum
+from tst_bench.trainers.base import TrainingJob
 
 
 def write_jsonl(path: Path, rows: Iterable[object]) -> Path:
@@ -40,3 +42,32 @@ def run_cli_in_process(capsys, caplog, *args: str) -> subprocess.CompletedProces
         code = main(list(args))
     captured = capsys.readouterr()
     return subprocess.CompletedProcess(["tst-bench", *args], code, captured.out, captured.err + caplog.text)
+
+
+def fold_jobs(records, folds, root):
+    """`folds` training jobs over interleaved folds of `records` (seeds 100, 101, ...), and each
+    fold's held-out test instances."""
+    jobs, tests = [], []
+    for fold in range(folds):
+        held_out = records[fold::folds]
+        train = [r for i, r in enumerate(records) if i % folds != fold]
+        jobs.append(TrainingJob([to_training_datum(r) for r in train], root / f"fold{fold}", seed=100 + fold))
+        tests.append([to_test_instance(r) for r in held_out])
+    return jobs, tests
+
+
+def score_difference(ours, reference) -> float:
+    """Largest difference of an option's score between two predictions of the same rows."""
+    return max(
+        abs(left.option_probs[label] - score)
+        for left, right in zip(ours, reference, strict=True)
+        for label, score in right.option_probs.items()
+    )
+
+
+def assert_same_scores(ours, reference, tolerance=1e-3):
+    assert score_difference(ours, reference) < tolerance
+    for left, right in zip(ours, reference, strict=True):
+        ranked = sorted(right.option_probs.values(), reverse=True)
+        if ranked[0] - ranked[1] > tolerance:  # a near-tie may break either way
+            assert left.prediction == right.prediction
