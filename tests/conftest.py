@@ -37,6 +37,9 @@ def vllm_float32(tiny_source):
 
     require_vllm()
     predictor = VLLMPredictor(VLLMPredictorConfig(dtype="float32"), tiny_source)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("RAY_TMPDIR", raising=False)  # its processes belong to no test's Ray cluster
+        predictor.engine.llm()
     yield predictor
     predictor.close()
 
