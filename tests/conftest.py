@@ -65,11 +65,27 @@ def sequential_run(tmp_path_factory):
         return sequential_reference(tmp_path_factory.mktemp("sequential") / "run")
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """A private local Ray cluster (two logical GPUs, two CPUs) per test module that asks for it;
-    afterwards none of its processes may remain."""
-    from .ray_support import private_local_cluster
+@pytest.fixture(scope="session")
+def shared_ray_cluster():
+    from .ray_support import SharedCluster
 
-    with private_local_cluster(num_gpus=2, num_cpus=2) as tmpdir:
-        yield tmpdir
+    cluster = SharedCluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(shared_ray_cluster):
+    """A private local Ray cluster (two logical GPUs, two CPUs), shared by consecutive test modules
+    that ask for it (one start instead of one per module); after it none of its processes may
+    remain."""
+    return shared_ray_cluster.start()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster_only_where_asked(request, shared_ray_cluster):
+    """Stops the shared cluster before a module none of whose tests uses it: such a module may
+    connect Ray elsewhere (another cluster, other resources)."""
+    items = (item for item in request.session.items if getattr(item, "module", None) is request.module)
+    if not any("ray_cluster" in getattr(item, "fixturenames", ()) for item in items):
+        shared_ray_cluster.stop()
