@@ -101,6 +101,27 @@ def private_local_cluster(num_gpus: int = 2, num_cpus: int = 2) -> Iterator[Path
             lease.release()
 
 
+class SharedCluster:
+    """The private local cluster (two logical GPUs, two CPUs) that consecutive test modules share:
+    started by the first module that asks for it, kept for the next one, and stopped before a
+    module that does not use it (it may connect Ray elsewhere) or at the end of the session."""
+
+    def __init__(self) -> None:
+        self._context: contextlib.AbstractContextManager[Path] | None = None
+        self.tmpdir: Path | None = None
+
+    def start(self) -> Path:
+        if self._context is None or self.tmpdir is None:
+            self._context = private_local_cluster(num_gpus=2, num_cpus=2)
+            self.tmpdir = self._context.__enter__()
+        return self.tmpdir
+
+    def stop(self) -> None:
+        context, self._context, self.tmpdir = self._context, None, None
+        if context is not None:
+            context.__exit__(None, None, None)
+
+
 @contextlib.contextmanager
 def _private_tmpdir() -> Iterator[Path]:
     """RAY_TMPDIR set to a fresh directory; afterwards none of its processes may remain."""

