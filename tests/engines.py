@@ -60,7 +60,8 @@ def names_used(item: pytest.Item) -> tuple[set[str], set[str]]:
     call refer to (read from their code objects: nothing runs)."""
     functions = [getattr(item, "obj", None)]
     info = getattr(item, "_fixtureinfo", None)
-    identifiers, strings = set(getattr(item, "fixturenames", ())), set()
+    identifiers: set[str] = set(getattr(item, "fixturenames", ()))
+    strings: set[str] = set()
     if info is not None:
         functions += [definition.func for defs in info.name2fixturedefs.values() for definition in defs]
     seen: set[int] = set()

@@ -5,6 +5,9 @@ The sample tests are compiled from text, so that this module's own tests name no
 
 import textwrap
 from types import SimpleNamespace
+from typing import cast
+
+import pytest
 
 from .engines import engines_used
 
@@ -46,7 +49,8 @@ def markers_of(name: str, fixtures: tuple[str, ...] = ()) -> list[str]:
     the fixtures it requests), as if it were defined in a test module."""
     scope = {"__name__": "tests.samples"}
     exec(compile(SAMPLES, "samples.py", "exec"), scope)
-    return engines_used(SimpleNamespace(obj=scope[name], fixturenames=list(fixtures)))
+    item = SimpleNamespace(obj=scope[name], fixturenames=list(fixtures))
+    return engines_used(cast(pytest.Item, item))  # reads only obj and fixturenames
 
 
 def test_a_class_or_a_fixture_that_starts_an_engine_marks_the_test():
