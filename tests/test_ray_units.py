@@ -99,7 +99,10 @@ def test_executor_options_are_checked_before_anything_is_written(tmp_path):
         ({"executor": "ray", "workers_per_gpu": 0}, "--workers-per-gpu must be at least 1"),
         ({"executor": "ray", "backend": "ray_hf"}, "already spreads inference"),
         ({"executor": "ray", "ray_address": "headnode"}, "expected auto, HOST:PORT or ray://HOST:PORT"),
-        ({"backend": "ray_hf", "predictor_options": {"transport": "carrier-pigeon"}}, "unknown transport"),
+        (
+            {"backend": "ray_hf", "predictor_options": {"transport": "carrier-pigeon"}},
+            "transport='carrier-pigeon'.*'files'",
+        ),
         (
             {"backend": "ray_hf", "predictor_options": {"batch_sise": 4}},
             r"unknown option\(s\) \['batch_sise'\]",
