@@ -25,6 +25,7 @@ from .folds import FoldSpec, make_fold_plan
 from .memory import MemoryCheck, MemoryReport, assert_memory_released
 from .models import ModelSource, resolve_model
 from .models.options import check_device
+from .progress import ProgressBar
 from .registry import backend_spec, trainer_spec
 from .results import summarize
 from .schemas import FoldResult, RunTimings, SampleResult, TsTResult
@@ -193,27 +194,14 @@ class FoldProgress:
     def __init__(self, total: int, completed: int, enabled: bool):
         self.total = total
         self.completed = completed
-        self._progress = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self._progress = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            self._task = self._progress.add_task("TsT folds", total=total, completed=completed)
+        self._bar = ProgressBar("TsT folds", total, completed, enabled)
 
     def __enter__(self) -> FoldProgress:
-        if self._progress is not None:
-            self._progress.start()
+        self._bar.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self._bar.__exit__(*exc_info)
 
     def advance(self, result: FoldResult) -> None:
         self.completed += 1
@@ -239,5 +227,4 @@ class FoldProgress:
             timings.score_s,
             events,
         )
-        if self._progress is not None:
-            self._progress.advance(self._task)
+        self._bar.advance()

@@ -35,6 +35,7 @@ from ..errors import InputError
 from ..folds import FoldSpec, make_fold_plan
 from ..jsonl import write_json
 from ..models import ModelSource
+from ..progress import ProgressBar
 from ..schemas import QARecord
 from ..store import DirectoryKind, RunStore, open_fingerprinted
 from .configurations import Configuration, resolve_configurations
@@ -308,27 +309,14 @@ class SweepProgress:
     def __init__(self, total: int, enabled: bool):
         self.total = total
         self.done = 0
-        self._progress = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self._progress = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            self._task = self._progress.add_task("sweep runs", total=total)
+        self._bar = ProgressBar("sweep runs", total, enabled=enabled)
 
     def __enter__(self) -> SweepProgress:
-        if self._progress is not None:
-            self._progress.start()
+        self._bar.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self._bar.__exit__(*exc_info)
 
     def run(self, label: str, config: RunConfig) -> TsTRun:
         with self._step(label):
@@ -348,9 +336,7 @@ class SweepProgress:
 
     @contextmanager
     def _step(self, label: str) -> Iterator[None]:
-        if self._progress is not None:
-            self._progress.update(self._task, description=label)
+        self._bar.describe(label)
         yield
         self.done += 1
-        if self._progress is not None:
-            self._progress.advance(self._task)
+        self._bar.advance()
